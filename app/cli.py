@@ -1,0 +1,47 @@
+"""`lgm-pose` console script: one parser, each subcommand registered by the module that owns it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module exposing add_parser(subparsers); imported lazily so `info` stays light.
+COMMANDS: dict[str, str] = {
+    "info": "model.commands",
+    "export": "model.commands",
+    "train": "model.train_cli",
+    "eval": "model.eval_cli",
+    "serve": "app.serve_cli",
+    "bench": "bench.cli",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lgm-pose", description="LGM-Pose: network, training, evaluation, service")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    for module_name in dict.fromkeys(COMMANDS.values()):
+        if wanted and COMMANDS[wanted] != module_name:
+            for name, mod in COMMANDS.items():  # keep every name listed in --help without importing it
+                if mod == module_name:
+                    sub.add_parser(name)
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # subcommand not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""`lgm-pose bench model|service`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+SUITES = {"model": "bench.model_speed", "service": "bench.service_load"}
+
+
+def _run(args: argparse.Namespace) -> int:
+    return importlib.import_module(SUITES[args.suite]).main(args)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks: model (CPU latency) or service (live load)")
+    p.add_argument("suite", choices=sorted(SUITES))
+    p.add_argument("--config", default="coco_256x192")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="service suite: a running server")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    p.add_argument("--requests", type=int, default=48, help="service suite: requests per concurrency level")
+    p.add_argument("--out", help="write the rows as JSON")
+    p.set_defaults(func=_run)
