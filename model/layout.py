@@ -1,0 +1,37 @@
+"""Dataset layout: DIR/annotations/person_keypoints_<split>.json and DIR/images/<split>/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    annotation: Path
+    images: Path
+    split: str
+
+
+def resolve_split(data_dir: str | Path, split: str | None, default: str) -> SplitFiles:
+    """Find the annotation file and image folder of a split.
+
+    When `split` is None and DIR holds a single annotation file, that one is used whatever its split;
+    otherwise `split` (or `default`) names it.
+    """
+    data_dir = Path(data_dir)
+    ann_dir = data_dir / "annotations"
+    if not ann_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir} has no annotations/ folder")
+    found = sorted(ann_dir.glob("person_keypoints_*.json"))
+    if split is None and len(found) == 1:
+        split = found[0].stem.removeprefix("person_keypoints_")
+    split = split or default
+    ann = ann_dir / f"person_keypoints_{split}.json"
+    if not ann.is_file():
+        names = ", ".join(p.stem.removeprefix("person_keypoints_") for p in found) or "none"
+        raise FileNotFoundError(f"no split {split!r} in {ann_dir} (found: {names})")
+    images = data_dir / "images" / split
+    if not images.is_dir():
+        raise FileNotFoundError(f"image folder {images} is missing")
+    return SplitFiles(ann, images, split)
