@@ -1,0 +1,94 @@
+"""Bytes -> BGR image, with the size limits checked on the header before any pixel is decoded.
+
+PIL opens lazily: `Image.open` reads only the header, which gives the format and the pixel count, so a
+decompression bomb is refused before it costs memory. A cheap structural check catches truncated files
+(cv2 would otherwise decode them with a grey tail), then OpenCV does the one real decode.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import warnings
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from app import errors
+from app.errors import CorruptImage, EmptyBody, NotAnImage, TooManyBytes, TooManyPixels, TruncatedImage
+
+SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
+SUPPORTED_MEDIA_TYPES = frozenset(SUPPORTED_FORMATS.values()) | {"image/jpg", "image/x-ms-bmp"}
+
+
+def _pil_open() -> Callable[..., Image.Image]:
+    """PIL's own Image.open: Ultralytics replaces it with a wrapper that, on an unidentified file, tries to
+    install and import pi-heif (a network call, then ModuleNotFoundError here); bypass that wrapper."""
+    opener = Image.open
+    if getattr(opener, "__module__", "") != Image.__name__:
+        opener = getattr(sys.modules.get("ultralytics.utils.patches"), "_image_open", opener)
+    return opener
+
+
+def probe(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
+    """Check size, format and pixel count from the header only; returns (format, width, height)."""
+    if not data:
+        raise EmptyBody("the request carries no image bytes")
+    if len(data) > max_bytes:
+        raise TooManyBytes(f"image of {len(data)} bytes exceeds the limit of {max_bytes} bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _pil_open()(io.BytesIO(data)) as im:
+                fmt, (width, height) = im.format or "", im.size
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(f"image header declares too many pixels: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise NotAnImage("the bytes are not a recognised image") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImage(f"corrupt image header: {exc}") from exc
+    if fmt not in SUPPORTED_FORMATS:
+        raise errors.UnsupportedMediaType(f"image format {fmt or 'unknown'} not supported; send one of "
+                                   f"{', '.join(sorted(SUPPORTED_FORMATS.values()))}")
+    if width <= 0 or height <= 0:
+        raise CorruptImage(f"image header declares a size of {width}x{height}")
+    if width * height > max_pixels:
+        raise TooManyPixels(f"image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}")
+    return fmt, width, height
+
+
+def _is_complete(data: bytes, fmt: str) -> bool:
+    """Whether the file reaches its end marker / declared length (JPEG EOI, PNG IEND, RIFF and BMP sizes)."""
+    if fmt == "JPEG":
+        return b"\xff\xd9" in data[-4096:]
+    if fmt == "PNG":
+        return b"IEND" in data[-64:]
+    if fmt == "WEBP":
+        return len(data) >= int.from_bytes(data[4:8], "little") + 8
+    if fmt == "BMP":
+        declared = int.from_bytes(data[2:6], "little")
+        return declared == 0 or len(data) >= declared
+    return True
+
+
+def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
+    """Validated bytes -> BGR uint8 (H, W, 3); raises the typed errors of `app.errors`."""
+    fmt, _, _ = probe(data, max_bytes, max_pixels)
+    if not _is_complete(data, fmt):
+        raise TruncatedImage(f"{fmt} image is truncated ({len(data)} bytes)")
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise CorruptImage(f"{fmt} image could not be decoded")
+    return image
+
+
+def check_media_type(content_type: str | None) -> str:
+    """The bare media type of a raw-body request; 415 unless it is one of the supported image types."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media not in SUPPORTED_MEDIA_TYPES:
+        kinds = ", ".join(sorted(SUPPORTED_FORMATS.values()))
+        raise errors.UnsupportedMediaType(f"Content-Type {media or '(none)'!r} not supported; send multipart/form-data "
+                                          f"with a field 'image' or a raw body of {kinds}")
+    return media

