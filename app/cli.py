@@ -12,6 +12,7 @@ COMMANDS: dict[str, str] = {
     "export": "model.commands",
     "train": "model.train_cli",
     "eval": "model.eval_cli",
+    "teacher": "model.teacher",
     "serve": "app.serve_cli",
     "bench": "bench.cli",
 }

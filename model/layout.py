@@ -35,3 +35,11 @@ def resolve_split(data_dir: str | Path, split: str | None, default: str) -> Spli
     if not images.is_dir():
         raise FileNotFoundError(f"image folder {images} is missing")
     return SplitFiles(ann, images, split)
+
+
+def split_data_arg(arg: str, split: str | None) -> tuple[str, str | None]:
+    """'DIR:SPLIT' names a split of one directory; a plain 'DIR' keeps `split`."""
+    head, sep, tail = arg.rpartition(":")
+    if sep and head and "/" not in tail:
+        return head, tail
+    return arg, split

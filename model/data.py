@@ -1,0 +1,155 @@
+"""Top-down person samples from COCO-format and MPII-format annotations, with training augmentation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from model import geometry
+from model.codec import encode
+from model.keypoints import flip_permutation, upper_body
+
+
+@dataclass
+class PersonSample:
+    """One annotated person: image, box (center + padded size) and keypoints (K, 3) = x, y, weight."""
+
+    image_path: str
+    center: np.ndarray
+    size: np.ndarray
+    keypoints: np.ndarray
+    source: str = ""
+    ann_id: int = -1
+    extra: dict = field(default_factory=dict)
+
+
+def load_coco_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: float, source: str = "",
+                      teacher: dict[int, np.ndarray] | None = None, teacher_weight: float = 0.5,
+                      teacher_min_score: float = 0.5) -> list[PersonSample]:
+    """Non-crowd persons with at least one labelled keypoint; optional teacher fill-in of unlabelled joints.
+
+    `teacher` maps annotation id -> (17, 3) teacher keypoints (x, y, confidence). Where a joint is
+    unlabelled (v=0) and the teacher's confidence reaches `teacher_min_score`, the teacher point
+    becomes the target with weight `teacher_weight`.
+    """
+    data = json.loads(Path(ann_file).read_text())
+    images = {img["id"]: img for img in data["images"]}
+    samples = []
+    for ann in data["annotations"]:
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
+            continue
+        kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+        weights = (kpts[:, 2] > 0).astype(np.float64)
+        if teacher is not None and ann["id"] in teacher:
+            t = teacher[ann["id"]]
+            fill = (weights == 0) & (t[:, 2] >= teacher_min_score)
+            kpts[fill, :2] = t[fill, :2]
+            weights[fill] = teacher_weight
+        if weights.sum() == 0:
+            continue
+        x, y, w, h = ann["bbox"]
+        if w < 2 or h < 2:
+            continue
+        center, size = geometry.box_to_center_size([x, y, w, h], aspect_wh)
+        samples.append(PersonSample(str(Path(image_dir) / images[ann["image_id"]]["file_name"]), center, size,
+                                    np.c_[kpts[:, :2], weights], source, ann["id"]))
+    return samples
+
+
+def load_mpii_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: float) -> list[PersonSample]:
+    """The HRNet/MMPose MPII json: center, scale (box side = scale * 200 px), joints (16x2), joints_vis."""
+    samples = []
+    for i, rec in enumerate(json.loads(Path(ann_file).read_text())):
+        center = np.asarray(rec["center"], dtype=np.float64)
+        side = float(rec["scale"]) * 200.0
+        center, size = geometry.box_to_center_size([center[0] - side / 2, center[1] - side / 2, side, side], aspect_wh)
+        joints = np.asarray(rec["joints"], dtype=np.float64)
+        vis = np.asarray(rec["joints_vis"], dtype=np.float64).reshape(-1)
+        samples.append(PersonSample(str(Path(image_dir) / rec["image"]), center, size, np.c_[joints, vis > 0],
+                                    "mpii", i))
+    return samples
+
+
+@dataclass
+class AugmentConfig:
+    scale: tuple[float, float] = (0.65, 1.35)
+    rotation: float = 45.0
+    rotation_prob: float = 0.6
+    flip_prob: float = 0.5
+    half_body_prob: float = 0.3
+    half_body_min_joints: int = 8
+    sigma: float = 2.0
+
+
+class TopDownDataset(Dataset):
+    """Crops persons to the network input and builds heatmap targets; deterministic per (seed, epoch, index)."""
+
+    def __init__(self, samples: list[PersonSample], input_hw: tuple[int, int], train: bool,
+                 augment: AugmentConfig | None = None, seed: int = 0) -> None:
+        self.samples = samples
+        self.input_wh = (input_hw[1], input_hw[0])
+        self.heatmap_wh = (input_hw[1] // 4, input_hw[0] // 4)
+        self.train = train
+        self.aug = augment or AugmentConfig()
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _image(self, path: str) -> np.ndarray:
+        image = cv2.imread(path, cv2.IMREAD_COLOR)
+        if image is None:
+            raise OSError(f"cannot read image {path}")
+        return image
+
+    def _half_body(self, kpts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        visible = kpts[:, 2] > 0
+        if visible.sum() < self.aug.half_body_min_joints or rng.random() >= self.aug.half_body_prob:
+            return None
+        upper = np.zeros(len(kpts), bool)
+        upper[list(upper_body(len(kpts)))] = True
+        part = visible & (upper if rng.random() < 0.5 else ~upper)
+        if part.sum() < 2:
+            part = visible & ~part if (visible & ~part).sum() >= 2 else visible
+        pts = kpts[part, :2]
+        lo, hi = pts.min(0), pts.max(0)
+        aspect = self.input_wh[0] / self.input_wh[1]
+        center, size = geometry.box_to_center_size([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], aspect, 1.5)
+        return center, size
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        image = self._image(sample.image_path)
+        kpts = sample.keypoints.copy()
+        center, size, rot, flip = sample.center.copy(), sample.size.copy(), 0.0, False
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            half = self._half_body(kpts, rng)
+            if half is not None:
+                center, size = half
+            size = size * rng.uniform(*self.aug.scale)
+            if rng.random() < self.aug.rotation_prob:
+                rot = float(rng.uniform(-self.aug.rotation, self.aug.rotation))
+            flip = rng.random() < self.aug.flip_prob
+        crop = geometry.crop(image, geometry.warp_matrix(center, size, self.input_wh, rot), self.input_wh)
+        hm_pts = geometry.apply(geometry.warp_matrix(center, size, self.heatmap_wh, rot), kpts[:, :2])
+        weights = kpts[:, 2].copy()
+        if flip:
+            crop = crop[:, ::-1]
+            hm_pts[:, 0] = self.heatmap_wh[0] - 1 - hm_pts[:, 0]
+            perm = flip_permutation(len(kpts))
+            hm_pts, weights = hm_pts[perm], weights[perm]
+        heatmaps, target_weight = encode(hm_pts, weights, self.heatmap_wh, self.aug.sigma)
+        return {
+            "image": torch.from_numpy(geometry.to_input(np.ascontiguousarray(crop))),
+            "heatmaps": torch.from_numpy(heatmaps),
+            "target_weight": torch.from_numpy(target_weight),
+            "index": torch.tensor(index),
+        }

