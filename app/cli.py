@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "train": "model.train_cli",
     "eval": "model.eval_cli",
     "teacher": "model.teacher",
+    "compare": "model.compare",
     "serve": "app.serve_cli",
     "bench": "bench.cli",
 }
