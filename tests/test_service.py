@@ -43,7 +43,7 @@ def _settings(checkpoint: Path, **kw) -> Settings:
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
-    srv = LiveServer(_settings(checkpoint))
+    srv = LiveServer(_settings(checkpoint, backend="torch"))
     yield srv
     srv.stop()
 
