@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from app.batcher import DynamicBatcher
 from app.detector import PersonDetector
 from app.errors import NotReady, ServiceError
+from app.eval_routes import install_eval
 from app.metrics import Metrics
 from app.pipeline import PosePipeline, PoseResult
 from app.pose_model import ModelInfo, build_runner
@@ -201,4 +202,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
+    install_eval(app)  # POST /eval/coco, /eval/mpii, GET/DELETE /eval/{id}
     return app

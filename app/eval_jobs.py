@@ -1,0 +1,298 @@
+"""Offline COCO / MPII evaluation jobs on the live service, at a lower priority than live traffic.
+
+The engine is `lgm-pose eval`'s (evaluate_coco, evaluate_mpii); only the runner differs: `BatcherRunner` sends
+the crops through the service's shared batcher at PRIORITY_BACKGROUND, so the served weights are used.
+Bounded share for live traffic (POST /pose, WebSocket streams): one worker thread (one job at a time, at most
+`max_queued` waiting); eval crops in chunks of at most `max_crops` at background priority (live crops take the
+free slots first and wait at most one small eval forward); before each chunk and detector call `LiveGate`
+waits while live work is in flight and `grace_s` after it (at most `max_yield_s`); the worker runs niced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
+from app.errors import QueueFull
+
+if TYPE_CHECKING:
+    from app.eval_routes import EvalSpec
+
+log = logging.getLogger("lgm_pose.eval")
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+MALFORMED = (json.JSONDecodeError, KeyError, TypeError, AssertionError, IndexError)
+
+
+class JobCancelled(Exception):
+    """Raised inside the worker when the job's cancel flag is seen between two forward passes."""
+
+
+@dataclass
+class EvalJob:
+    """One evaluation job; `as_dict` is what GET /eval/{id} answers."""
+
+    id: str
+    spec: EvalSpec
+    state: JobState = "queued"
+    phase: str = "queued"
+    done: int = 0
+    total: int = 0
+    phase_started: float = 0.0
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    workdir: Path | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def eta_s(self) -> float | None:
+        if self.state != "running" or self.done <= 0 or self.total <= 0:
+            return None
+        return round((time.perf_counter() - self.phase_started) * (self.total - self.done) / self.done, 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "dataset": self.spec.kind, "state": self.state, "request": self.spec.request,
+                "progress": {"phase": self.phase, "done": self.done, "total": self.total, "eta_s": self.eta_s()},
+                "created_at": self.created, "started_at": self.started, "finished_at": self.finished,
+                "cancel_requested": self.cancel.is_set(), "error": self.error, "result": self.result}
+
+
+class LiveGate:
+    """Holds background work back while live requests are being served (at most `max_yield_s` per wait)."""
+
+    def __init__(self, busy: Callable[[], bool], grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
+        self.busy, self.grace_s, self.max_yield_s = busy, grace_s, max_yield_s
+        self._last_busy = self.yielded_s = 0.0
+
+    def wait(self, cancel: threading.Event) -> None:
+        start = now = time.perf_counter()
+        while now - start < self.max_yield_s and not cancel.is_set():
+            if self.busy():
+                self._last_busy = now
+            elif now - self._last_busy >= self.grace_s:
+                break
+            time.sleep(0.01)
+            now = time.perf_counter()
+        self.yielded_s += time.perf_counter() - start
+
+
+class BatcherRunner:
+    """Eval runner: numpy (B, 3, H, W) -> heatmaps (B, K, h, w) through the service's shared batcher.
+
+    Called from a worker thread; each chunk of at most `max_crops` crops is submitted with
+    asyncio.run_coroutine_threadsafe onto the server loop at `priority` and waited for.
+    """
+
+    def __init__(self, batcher: Any, loop: asyncio.AbstractEventLoop, input_hw: tuple[int, int], gate: LiveGate,
+                 cancel: threading.Event, max_crops: int = 4, priority: int = PRIORITY_BACKGROUND) -> None:
+        self.batcher, self.loop, self.input_hw = batcher, loop, (int(input_hw[0]), int(input_hw[1]))
+        self.gate, self.cancel, self.max_crops, self.priority = gate, cancel, max(1, max_crops), priority
+        self.crops = self.forwards = 0
+
+    def _submit(self, chunk: np.ndarray) -> np.ndarray:
+        while True:
+            if self.loop.is_closed() or not self.loop.is_running():
+                raise RuntimeError("service is shutting down")
+            future = asyncio.run_coroutine_threadsafe(self.batcher.submit(chunk, self.priority), self.loop)
+            try:
+                while True:
+                    try:
+                        return future.result(timeout=0.5).heatmaps
+                    except concurrent.futures.TimeoutError:
+                        if self.loop.is_closed() or not self.loop.is_running():
+                            future.cancel()
+                            raise RuntimeError("service is shutting down") from None
+            except QueueFull:
+                time.sleep(0.05)  # background queue full: retry shortly
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(batch), self.max_crops):
+            if self.cancel.is_set():
+                raise JobCancelled()
+            self.gate.wait(self.cancel)
+            chunk = np.ascontiguousarray(batch[start:start + self.max_crops], dtype=np.float32)
+            out.append(np.asarray(self._submit(chunk), dtype=np.float32))
+            self.crops, self.forwards = self.crops + len(chunk), self.forwards + 1
+        return np.concatenate(out)
+
+
+def live_busy(service: Any) -> bool:
+    """True while live work is in flight: admitted POST /pose requests or live crops in the batcher."""
+    pipeline, batcher = service.pipeline, service.batcher
+    admitted = getattr(pipeline, "_admitted", 0) if pipeline is not None else 0
+    return bool(admitted) or (batcher is not None and batcher.pending(PRIORITY_LIVE) > 0)
+
+
+class EvalJobManager:
+    """Queue + one worker thread; jobs are evaluated one at a time against `service` (app.state.service)."""
+
+    def __init__(self, service: Any, data_root: Path, *, max_crops: int = 4, max_queued: int = 8,
+                 keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
+        self.service, self.data_root = service, Path(data_root).resolve()
+        self.max_crops, self.max_queued, self.keep_finished = max_crops, max_queued, keep_finished
+        self.grace_s, self.max_yield_s = grace_s, max_yield_s
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.jobs: dict[str, EvalJob] = {}
+        self._queue: queue.Queue[EvalJob | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, spec: EvalSpec) -> EvalJob:
+        """Queue a job (binds the running loop; starts the worker on first use); QueueFull beyond `max_queued`."""
+        self.loop = asyncio.get_running_loop()
+        with self._lock:
+            waiting = sum(j.state in ("queued", "running") for j in self.jobs.values())
+            if self._stopping or waiting >= self.max_queued:
+                raise QueueFull(f"{waiting} evaluation jobs queued or running (limit {self.max_queued})")
+            job = EvalJob(id=uuid.uuid4().hex[:12], spec=spec)
+            self.jobs[job.id] = job
+            finished = [j for j in self.list() if j.state in ("done", "failed", "cancelled")]
+            for old in finished[: max(0, len(finished) - self.keep_finished)]:
+                _remove(self.jobs.pop(old.id).workdir)
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name="eval-jobs", daemon=True)
+            self._thread.start()
+        self._queue.put(job)
+        return job
+
+    def list(self) -> list[EvalJob]:
+        return sorted(self.jobs.values(), key=lambda j: j.created)
+
+    def cancel(self, job: EvalJob) -> bool:
+        """Ask a job to stop (a queued one is cancelled at once); False when it already ended done/failed."""
+        with self._lock:
+            if job.state in ("done", "failed"):
+                return False
+            job.cancel.set()
+            if job.state == "queued":
+                self._finish(job, "cancelled")
+        return True
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every job, wait (bounded) for the worker to leave and delete the jobs' files."""
+        self._stopping = True
+        for job in list(self.jobs.values()):
+            job.cancel.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for job in list(self.jobs.values()):
+            _remove(job.workdir)
+
+    def _finish(self, job: EvalJob, state: JobState, error: str | None = None) -> None:
+        job.state, job.error, job.finished = state, error, time.time()
+        job.phase = "finished" if state == "done" else state
+
+    def _progress(self, job: EvalJob, phase: str) -> Callable[[int, int], None]:
+        job.phase, job.done, job.total, job.phase_started = phase, 0, 0, time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            job.done, job.total = done, total
+        return update
+
+    def _work(self) -> None:
+        try:  # Linux: a per-thread nice value, so image decoding and cropping yield the CPU to live work
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError) as exc:
+            log.debug("could not lower the eval thread priority: %s", exc)
+        while (job := self._queue.get()) is not None:
+            with self._lock:
+                if job.state != "queued":
+                    continue
+                job.state, job.started = "running", time.time()
+            try:
+                job.result = self._run(job)
+                self._finish(job, "cancelled" if job.result.get("cancelled") else "done")
+            except JobCancelled:
+                self._finish(job, "cancelled")
+            except Exception as exc:  # the job fails, the service and the worker stay up
+                log.warning("evaluation job %s failed: %s: %s", job.id, type(exc).__name__, exc)
+                text = f"{type(exc).__name__}: {exc}".replace(str(self.data_root) + os.sep, "")
+                if isinstance(exc, MALFORMED):
+                    text = f"malformed annotation or detection file ({self._rel(job.spec.ann_file)}): {text}"
+                self._finish(job, "failed", text)
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.data_root)) if path.is_relative_to(self.data_root) else path.name
+
+    def _run(self, job: EvalJob) -> dict[str, Any]:
+        from model.evaluate import evaluate_coco
+        from model.pckh import evaluate_mpii
+
+        service, spec = self.service, job.spec
+        if not service.ready or service.batcher is None or self.loop is None:
+            raise RuntimeError("the service is not ready (models loading)")
+        gate = LiveGate(lambda: live_busy(service), self.grace_s, self.max_yield_s)
+        runner = BatcherRunner(service.batcher, self.loop, tuple(service.info.input_hw), gate, job.cancel,
+                               self.max_crops)
+        job.workdir = Path(tempfile.mkdtemp(prefix=f"lgm_pose_eval_{job.id}_"))
+        start = time.perf_counter()
+        if spec.kind == "mpii":
+            result = evaluate_mpii(runner, spec.ann_file, spec.image_dir, spec.flip, self.max_crops,
+                                   self._progress(job, "pose"), job.cancel.is_set, max_persons=spec.max_images)
+        else:
+            boxes = self._detect(job, gate) if spec.boxes == "detector" else spec.boxes
+            result = evaluate_coco(runner, spec.ann_file, spec.image_dir, boxes, spec.flip, self.max_crops,
+                                   self._progress(job, "pose"), job.cancel.is_set, max_images=spec.max_images,
+                                   results_path=job.workdir / "keypoints.json")
+            if isinstance(boxes, list):
+                result["boxes"], result["detections"] = "detector", len(boxes)
+            else:
+                result["boxes"] = boxes if boxes == "gt" else self._rel(Path(boxes))
+        result.update(ann_file=self._rel(spec.ann_file), image_dir=self._rel(spec.image_dir))
+        result["throughput"].update(wall_seconds=round(time.perf_counter() - start, 3), forwards=runner.forwards,
+                                    crops=runner.crops, yielded_to_live_s=round(gate.yielded_s, 3))
+        result.pop("results_path", None)  # served by GET /eval/{id}/results instead
+        return result
+
+    def _detect(self, job: EvalJob, gate: LiveGate) -> list[dict[str, Any]]:
+        """Person boxes of the service's own detector on the images, as COCO detection results."""
+        from model.eval_coco import load_coco
+        from model.eval_infer import read_image
+
+        pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
+        ids = sorted(coco.getImgIds())[: job.spec.max_images]
+        update = self._progress(job, "detect")
+        detections: list[dict[str, Any]] = []
+        for n, image_id in enumerate(ids, 1):
+            if job.cancel.is_set():
+                raise JobCancelled()
+            try:
+                image = read_image(job.spec.image_dir / coco.imgs[image_id]["file_name"])
+            except (ValueError, OSError):
+                image = None  # the engine reports it in skipped_images
+            if image is not None:
+                gate.wait(job.cancel)
+                # the detector is not thread-safe: run it in the pipeline's detection thread, like live requests
+                boxes, scores = pipeline._detect_thread.submit(pipeline.detector.detect, image, job.spec.det_conf,
+                                                               self.service.settings.max_persons).result()
+                detections += [{"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "score": sc} for (x1, y1, x2, y2), sc in zip(boxes.tolist(), scores.tolist(),
+                                                                             strict=True)]
+            update(n, len(ids))
+        (job.workdir / "detections.json").write_text(json.dumps(detections))
+        return detections
+
+
+def _remove(folder: Path | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,238 @@
+"""Offline evaluation endpoints on a real uvicorn server (httpx client), data root = a tmp dir.
+
+The tmp data root holds small COCO-format subsets of coco-mini (annotation json filtered and written in tmp,
+images symlinked to the shared data, never copied), a malformed set and a symlink that leads outside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from live_server import LiveServer  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
+from model.checkpoint import save_checkpoint  # noqa: E402
+from model.eval_coco import STAT_NAMES  # noqa: E402
+from model.network import build_model  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = REPO / ".venv" / "bin" / "python"
+
+
+def _coco_subset(src: dict, ids: list[int], dest: Path, split: str, image_dir: Path) -> None:
+    """DEST/annotations/person_keypoints_SPLIT.json for `ids`, DEST/images/SPLIT/<symlinks to the images>."""
+    wanted = set(ids)
+    data = dict(src, images=[i for i in src["images"] if i["id"] in wanted],
+                annotations=[a for a in src["annotations"] if a["image_id"] in wanted])
+    (dest / "annotations").mkdir(parents=True)
+    (dest / "images" / split).mkdir(parents=True)
+    for info in data["images"]:
+        (dest / "images" / split / info["file_name"]).symlink_to(image_dir / info["file_name"])
+    (dest / "annotations" / f"person_keypoints_{split}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture(scope="module")
+def eval_root(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    mini = data_root / "coco-mini"
+    src = json.loads((mini / "annotations" / "person_keypoints_train2017.json").read_text())
+    image_dir = mini / "images" / "train2017"
+    people: dict[int, int] = {}
+    for a in src["annotations"]:
+        if not a["iscrowd"] and a["num_keypoints"] > 0:
+            people[a["image_id"]] = people.get(a["image_id"], 0) + 1
+    small = sorted(i for i, n in people.items() if n <= 3)[:6]
+    root = tmp_path_factory.mktemp("eval_root")
+    _coco_subset(src, small, root / "mini", "val", image_dir)
+    # a 7th image that cannot be read: reported in skipped_images, its person counted as missed
+    ann_file = root / "mini" / "annotations" / "person_keypoints_val.json"
+    data = json.loads(ann_file.read_text())
+    data["images"].append(dict(data["images"][0], id=999_000_001, file_name="broken.jpg"))
+    data["annotations"].append(dict(data["annotations"][0], id=999_000_001, image_id=999_000_001))
+    ann_file.write_text(json.dumps(data))
+    (root / "mini" / "images" / "val" / "broken.jpg").write_bytes(b"not a jpeg at all")
+    _coco_subset(src, sorted(people), root / "long", "val", image_dir)  # every image with people (long job)
+    (root / "bad" / "annotations").mkdir(parents=True)
+    (root / "bad" / "images" / "val").mkdir(parents=True)
+    (root / "bad" / "annotations" / "person_keypoints_val.json").write_text('{"images": [{"id": 1,, oops')
+    (root / "escape").symlink_to(mini)  # a symlink leading outside the data root
+    (root / "outside_dets.json").symlink_to("/etc/hostname")
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "lgm_pose_eval_test.pt"
+    save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint: Path, eval_root: Path):
+    # torch backend: the same forward code as `lgm-pose eval` (the CPU default is onnxruntime)
+    srv = LiveServer(Settings(pose_weights=checkpoint, data_root=eval_root, backend="torch", device="cpu",
+                              max_wait_ms=20, torch_threads=2))
+    yield srv
+    srv.stop()
+
+
+def start(url: str, body: dict, kind: str = "coco") -> str:
+    r = httpx.post(f"{url}/eval/{kind}", json=body, timeout=30)
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def wait_for(url: str, job_id: str, states: tuple[str, ...] = ("done", "failed", "cancelled"),
+             timeout: float = 150, min_done: int = 0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = httpx.get(f"{url}/eval/{job_id}", timeout=10).json()
+        if job["state"] in states and job["progress"]["done"] >= min_done:
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} still {job}")
+
+
+def test_coco_gt_matches_cli(server: LiveServer, eval_root: Path, checkpoint: Path, tmp_path: Path) -> None:
+    t0 = time.perf_counter()
+    job = wait_for(server.url, start(server.url, {"dataset": "mini", "boxes": "gt", "flip": False}))
+    service_s = time.perf_counter() - t0
+    assert job["state"] == "done", job
+    result = job["result"]
+    assert job["progress"]["done"] == job["progress"]["total"] == result["counts"]["persons"]
+    assert result["skipped_images"] == [{"image": "broken.jpg", "reason": "unreadable image"}]
+    assert result["throughput"]["persons_per_s"] > 0 and result["ann_file"] == "mini/annotations/" \
+        "person_keypoints_val.json"
+    t0 = time.perf_counter()
+    out = tmp_path / "x.json"
+    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--weights", str(checkpoint), "--data",
+                           str(eval_root / "mini"), "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=240)
+    cli_s = time.perf_counter() - t0
+    assert proc.returncode == 0, proc.stderr
+    cli = json.loads(out.read_text())
+    ours, theirs = result["table"], cli["table"]
+    print(f"\nservice table {ours} ({service_s:.1f} s)\nCLI     table {theirs} ({cli_s:.1f} s)")
+    assert set(ours) == set(STAT_NAMES)
+    assert {k: round(v, 3) for k, v in ours.items()} == {k: round(v, 3) for k, v in theirs.items()}
+    assert result["summary"] == cli["summary"] and result["counts"] == cli["counts"]
+    # the keypoints themselves: served results vs the CLI's OUT.keypoints.json
+    served = httpx.get(f"{server.url}/eval/{job['id']}/results", timeout=30).json()
+    expected = json.loads(Path(cli["results_path"]).read_text())
+    assert [r["image_id"] for r in served] == [r["image_id"] for r in expected]
+    a = np.array([r["keypoints"] for r in served])
+    b = np.array([r["keypoints"] for r in expected])
+    print(f"keypoint results bit-identical to the CLI: {served == expected}; max |diff| {np.abs(a - b).max()}")
+    np.testing.assert_allclose(a, b, atol=2e-3)
+    np.testing.assert_allclose([r["score"] for r in served], [r["score"] for r in expected], rtol=1e-5)
+
+
+def test_detector_boxes(server: LiveServer) -> None:
+    job = wait_for(server.url, start(server.url, {"dataset": "mini", "boxes": "detector", "max_images": 2}))
+    assert job["state"] == "done", job
+    assert job["result"]["boxes"] == "detector" and job["result"]["detections"] >= 1
+    assert set(job["result"]["table"]) == set(STAT_NAMES)
+
+
+def _pose_p95(url: str, image: bytes, n: int = 10) -> tuple[float, list[float]]:
+    times = []
+    with httpx.Client(timeout=60) as client:
+        for _ in range(n):
+            t = time.perf_counter()
+            r = client.post(url + "/pose", content=image, headers={"Content-Type": "image/jpeg"})
+            times.append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+    return float(np.percentile(times, 95)), times
+
+
+def test_live_pose_not_starved(server: LiveServer, bus_path: Path) -> None:
+    image = bus_path.read_bytes()
+    _pose_p95(server.url, image, 2)  # warm-up
+    idle, idle_times = _pose_p95(server.url, image)
+    job_id = start(server.url, {"dataset": "long", "flip": True})
+    before = wait_for(server.url, job_id, ("running",), min_done=1, timeout=60)["progress"]["done"]
+    busy, busy_times = _pose_p95(server.url, image)
+    job = httpx.get(f"{server.url}/eval/{job_id}", timeout=10).json()
+    httpx.delete(f"{server.url}/eval/{job_id}", timeout=30)
+    print(f"\nPOST /pose p95 idle {idle * 1000:.0f} ms, during eval {busy * 1000:.0f} ms "
+          f"(ratio {busy / idle:.2f}); idle {[round(t * 1000) for t in idle_times]} "
+          f"during {[round(t * 1000) for t in busy_times]}; eval progress {before} -> {job['progress']['done']} "
+          f"of {job['progress']['total']} persons while measuring")
+    assert job["state"] == "running", "the evaluation should still run during the measurement"
+    assert busy <= 2.0 * idle + 0.25, f"live p95 {busy:.3f} s vs idle {idle:.3f} s"
+
+
+@pytest.mark.parametrize("body, what", [
+    ({"dataset": "../x"}, "dotdot"),
+    ({"dataset": "/etc"}, "absolute"),
+    ({"dataset": "escape"}, "symlink"),
+    ({"dataset": "mini/../../x"}, "nested dotdot"),
+    ({"dataset": "mini", "split": "../../etc"}, "split"),
+    ({"dataset": "mini", "boxes": "../dets.json"}, "boxes dotdot"),
+    ({"dataset": "mini", "boxes": "/etc/hostname"}, "boxes absolute"),
+    ({"dataset": "mini", "boxes": "outside_dets.json"}, "boxes symlink"),
+])
+def test_paths_outside_the_root_rejected(server: LiveServer, body: dict, what: str) -> None:
+    for kind in ("coco", "mpii"):
+        r = httpx.post(f"{server.url}/eval/{kind}", json=body, timeout=10)
+        if kind == "mpii" and "boxes" in body:
+            assert r.status_code == 400  # boxes are refused for MPII either way
+            continue
+        assert r.status_code == 400, (what, r.text)
+        assert r.json()["error"]["type"] == "bad_path" and r.json()["error"]["message"], what
+
+
+def test_missing_dataset_and_bad_body(server: LiveServer) -> None:
+    r = httpx.post(f"{server.url}/eval/coco", json={"dataset": "nope"}, timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "bad_dataset"
+    r = httpx.post(f"{server.url}/eval/coco", json={"dataset": "mini", "max_images": 0}, timeout=10)
+    assert r.status_code == 422
+    assert httpx.get(f"{server.url}/eval/doesnotexist", timeout=10).status_code == 404
+
+
+def test_malformed_annotation_fails_job(server: LiveServer) -> None:
+    job = wait_for(server.url, start(server.url, {"dataset": "bad"}), timeout=30)
+    assert job["state"] == "failed" and job["result"] is None
+    assert "malformed annotation" in job["error"] and "JSONDecodeError" in job["error"], job["error"]
+    assert "bad/annotations/person_keypoints_val.json" in job["error"]
+
+
+def test_mpii_on_a_coco_model_fails_clearly(server: LiveServer, eval_root: Path) -> None:
+    folder = eval_root / "mpii_set"
+    (folder / "annot").mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    name = sorted(p.name for p in (eval_root / "mini" / "images" / "val").iterdir())[0]
+    if not (folder / "images" / name).exists():
+        (folder / "images" / name).symlink_to((eval_root / "mini" / "images" / "val" / name).resolve())
+    entry = {"image": name, "center": [150.0, 150.0], "scale": 1.0, "joints": [[150.0, 150.0]] * 16,
+             "joints_vis": [1] * 16}
+    (folder / "annot" / "valid.json").write_text(json.dumps([entry]))
+    job = wait_for(server.url, start(server.url, {"dataset": "mpii_set"}, "mpii"), timeout=60)
+    assert job["state"] == "failed" and "16 joints" in job["error"], job
+
+
+def test_cancel_running_job(server: LiveServer) -> None:
+    job_id = start(server.url, {"dataset": "long", "flip": True})
+    wait_for(server.url, job_id, ("running",), min_done=1, timeout=60)
+    r = httpx.delete(f"{server.url}/eval/{job_id}", timeout=30)
+    assert r.status_code == 200, r.text
+    job = r.json()
+    assert job["state"] == "cancelled" and job["cancel_requested"]
+    done = job["progress"]["done"]
+    assert done < job["progress"]["total"]
+    time.sleep(1.5)
+    later = httpx.get(f"{server.url}/eval/{job_id}", timeout=10).json()
+    assert later["state"] == "cancelled" and later["progress"]["done"] == done  # stopped
+    listed = {j["id"]: j["state"] for j in httpx.get(f"{server.url}/eval", timeout=10).json()["jobs"]}
+    assert listed[job_id] == "cancelled"
+    assert httpx.delete(f"{server.url}/eval/{job_id}", timeout=10).status_code == 200  # idempotent
