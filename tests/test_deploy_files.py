@@ -1,0 +1,337 @@
+"""The deployment files agree with the repository: docker-compose.yml, docker/Dockerfile.{cpu,cuda},
+.dockerignore, deploy/prometheus and deploy/grafana against app/settings.py, app/server.py, scripts/install.sh.
+
+No Docker engine needed: the files are parsed (YAML with pyyaml, Dockerfiles by instruction) and checked.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path, PurePosixPath
+
+import pytest
+import yaml
+
+from app.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE = REPO / "docker-compose.yml"
+DOCKERFILES = {"cpu": REPO / "docker" / "Dockerfile.cpu", "cuda": REPO / "docker" / "Dockerfile.cuda"}
+PROM_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO / "deploy" / "grafana"
+DATASOURCES = GRAFANA / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
+DASHBOARD = GRAFANA / "dashboards" / "lgm-pose.json"
+DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+PORT = DEFAULTS["port"]
+ENV_DEFAULT = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction: comments dropped, continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        op, _, args = full.partition(" ")
+        out.append((op.upper(), args.strip()))
+    return out
+
+
+def instructions(kind: str, op: str) -> list[str]:
+    return [args for o, args in dockerfile(DOCKERFILES[kind]) if o == op]
+
+
+def exec_form(args: str) -> list[str]:
+    return json.loads(args) if args.startswith("[") else shlex.split(args)
+
+
+def without_flags(args: str) -> list[str]:
+    return [a for a in exec_form(args) if not a.startswith("--")]
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${VAR:-default} with the default (the value in an environment that sets nothing)."""
+    return ENV_DEFAULT.sub(lambda m: m.group(2) or "", value)
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def service(name: str) -> dict:
+    return compose()["services"][name]
+
+
+def pose_services() -> dict[str, dict]:
+    return {name: svc for name, svc in compose()["services"].items() if name.startswith("lgm-pose")}
+
+
+def bind_mounts(svc: dict) -> list[tuple[str, str, str]]:
+    """(host source as written, container target, mode) of every bind mount (not named volumes)."""
+    mounts = []
+    for spec in svc.get("volumes", []):
+        parts = re.split(r":(?![^{]*\})", spec)  # not at the ":-" inside ${VAR:-default}
+        source, target, mode = parts[0], parts[1], (parts[2] if len(parts) > 2 else "rw")
+        if source.startswith((".", "/", "$")):
+            mounts.append((source, target, mode))
+    return mounts
+
+
+def dockerignored(rel: str, patterns: list[str]) -> bool:
+    """Simplified .dockerignore matching (no negations used in this repo): the path or a parent matches."""
+    parts = PurePosixPath(rel).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pat in patterns:
+        pat = pat.rstrip("/")
+        for p in prefixes:
+            if fnmatch.fnmatch(p, pat) or (pat.startswith("**/") and fnmatch.fnmatch(p.split("/")[-1], pat[3:])):
+                return True
+    return False
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (REPO / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+# ---------------------------------------------------------------------------------------------- Dockerfiles
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_copies_existing_paths_and_runs_install_script(kind: str) -> None:
+    copies = instructions(kind, "COPY") + instructions(kind, "ADD")
+    assert copies, f"{kind}: no COPY"
+    ignored = dockerignore_patterns()
+    for args in copies:
+        *sources, _dest = without_flags(args)
+        for src in sources:
+            assert (REPO / src).exists(), f"{kind}: COPY source {src} missing"
+            assert src == "." or not dockerignored(src, ignored), f"{kind}: {src} excluded by .dockerignore"
+    runs = " ".join(instructions(kind, "RUN"))
+    assert "scripts/install.sh" in runs, f"{kind}: does not run scripts/install.sh"
+    assert (REPO / "scripts" / "install.sh").stat().st_mode & 0o111, "scripts/install.sh not executable"
+    # install.sh needs these in the build context
+    for needed in ("pyproject.toml", "constraints.txt", "scripts/install.sh", "app/server.py", "model", "bench"):
+        assert (REPO / needed).exists() and not dockerignored(needed, ignored), needed
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_runs_the_service_as_non_root(kind: str) -> None:
+    ops = dockerfile(DOCKERFILES[kind])
+    users = [(i, args) for i, (op, args) in enumerate(ops) if op == "USER"]
+    assert users and users[-1][1].split(":")[0] not in ("root", "0"), f"{kind}: runs as root"
+    install_at = next(i for i, (op, args) in enumerate(ops) if op == "RUN" and "scripts/install.sh" in args)
+    assert users[0][0] < install_at, f"{kind}: the venv should be installed by the service user"
+    assert [args for op, args in ops if op == "EXPOSE"] == [str(PORT)]
+    workdir = instructions(kind, "WORKDIR")[-1]
+    assert workdir == "/app"  # docker-compose.yml mounts weights at /app/weights
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_cmd_is_a_valid_serve_command(kind: str) -> None:
+    (cmd,) = instructions(kind, "CMD")
+    argv = json.loads(cmd)
+    assert argv[0] == ".venv/bin/lgm-pose"  # install.sh's default venv, relative to WORKDIR
+    expected = ["serve", "--host", "0.0.0.0", "--port", str(PORT)] + (["--device", "cuda"] if kind == "cuda" else [])
+    assert argv[1:] == expected
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["lgm-pose"] == "app.cli:main"
+    from app.cli import build_parser
+
+    args = build_parser(argv[1:]).parse_args(argv[1:])  # the flags exist and parse
+    assert args.port == PORT and args.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_dockerfile_healthcheck_hits_healthz(kind: str) -> None:
+    (check,) = instructions(kind, "HEALTHCHECK")
+    assert "CMD" in check and f"127.0.0.1:{PORT}/healthz" in check
+    assert "/healthz" in route_paths()
+
+
+def test_dockerfile_bases() -> None:
+    assert instructions("cpu", "FROM") == ["python:3.11-slim"]
+    (base,) = instructions("cuda", "FROM")
+    arg = dict(a.split("=", 1) for a in instructions("cuda", "ARG") if "=" in a)
+    base = ENV_DEFAULT.sub(lambda m: arg[m.group(1)], base)
+    assert base.startswith("nvidia/cuda:") and "runtime" in base
+    runs = " ".join(instructions("cuda", "RUN"))
+    assert "python3.11" in runs and "python3.11-venv" in runs
+    env = " ".join(instructions("cuda", "ENV"))
+    assert "PYTHON=python3.11" in env  # install.sh creates the venv with $PYTHON
+
+
+def test_dockerignore() -> None:
+    patterns = dockerignore_patterns()
+    for rel in (".venv", "runs", "artifacts", ".venv/bin/python", "runs/teacher/x.log"):
+        assert dockerignored(rel, patterns), rel
+
+
+# ---------------------------------------------------------------------------------------------- compose
+def route_paths() -> set[str]:
+    """Paths of the routes app/server.py declares (`@app.get("/path")` and friends), read statically."""
+    tree = ast.parse((REPO / "app" / "server.py").read_text())
+    paths = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "app"
+                and node.func.attr in ("get", "post", "put", "delete", "websocket", "api_route")
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            paths.add(node.args[0].value)
+    return paths
+
+
+def test_compose_services() -> None:
+    services = compose()["services"]
+    assert {"lgm-pose", "prometheus", "grafana"} <= set(services)
+    assert "profiles" not in services["lgm-pose"], "the CPU service runs by default"
+    assert services["lgm-pose"]["build"]["dockerfile"] == "docker/Dockerfile.cpu"
+    gpu = [s for s in services.values() if "gpu" in s.get("profiles", [])]
+    assert len(gpu) == 1 and gpu[0]["build"]["dockerfile"] == "docker/Dockerfile.cuda"
+    (device,) = gpu[0]["deploy"]["resources"]["reservations"]["devices"]
+    assert "gpu" in device["capabilities"]
+    assert services["prometheus"]["image"].startswith("prom/prometheus")
+    assert services["grafana"]["image"].startswith("grafana/grafana")
+
+
+def test_compose_builds_and_mounts_existing_paths() -> None:
+    for name, svc in compose()["services"].items():
+        if "build" in svc:
+            context = REPO / svc["build"].get("context", ".")
+            assert context.resolve() == REPO, name
+            assert (context / svc["build"]["dockerfile"]).is_file(), name
+        for source, target, _mode in bind_mounts(svc):
+            host = interpolate(source)
+            path = (REPO / host).resolve()
+            if source.startswith("$"):  # a host path from the environment; its default is checked below
+                continue
+            assert path.exists(), f"{name}: mount source {source} missing"
+            assert target.startswith("/"), target
+
+
+def test_compose_pose_env_matches_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, svc in pose_services().items():
+        env = {k: interpolate(str(v)) for k, v in svc["environment"].items()}
+        unknown = [k for k in env if k.startswith("LGM_POSE_") and k[len("LGM_POSE_"):].lower() not in DEFAULTS]
+        assert not unknown, f"{name}: not settings of app/settings.py: {unknown}"
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        settings = Settings()  # validates every value
+        assert settings.host == "0.0.0.0" and settings.port == PORT
+        assert settings.device == ("cuda" if "gpu" in svc.get("profiles", []) else "cpu")
+        assert [p.split(":")[-1] for p in svc["ports"]] == [str(PORT)]
+        mounts = {target: (source, mode) for source, target, mode in bind_mounts(svc)}
+        # weights: the repository's weights folder at the in-image place of the default weights
+        weights_source, _ = mounts[str(settings.pose_weights.parent)]
+        assert (REPO / weights_source).resolve() == DEFAULTS["pose_weights"].parent
+        assert settings.pose_weights.name == DEFAULTS["pose_weights"].name
+        assert str(settings.pose_weights).startswith(instructions("cpu", "WORKDIR")[-1] + "/")
+        # evaluation data: read-only at data_root, host path from LGM_POSE_DATA_DIR, default = settings default
+        data_source, data_mode = mounts[str(settings.data_root)]
+        assert data_mode == "ro"
+        assert ENV_DEFAULT.fullmatch(data_source) and ENV_DEFAULT.fullmatch(data_source).group(1) == "LGM_POSE_DATA_DIR"
+        assert (REPO / interpolate(data_source)).resolve() == DEFAULTS["data_root"].resolve()
+        for key in list(env):
+            monkeypatch.delenv(key)
+
+
+# ---------------------------------------------------------------------------------------------- Prometheus
+def test_prometheus_scrapes_the_service() -> None:
+    cfg = yaml.safe_load(PROM_CONFIG.read_text())
+    (job,) = [j for j in cfg["scrape_configs"] if j["job_name"] == "lgm-pose"]
+    assert job["metrics_path"] == "/metrics" and "/metrics" in route_paths()
+    assert job.get("scrape_interval", cfg["global"]["scrape_interval"]) == "5s"
+    targets = [t for sc in job["static_configs"] for t in sc["targets"]]
+    assert targets[0] == f"lgm-pose:{PORT}"
+    services = compose()["services"]
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        assert host in services and int(port) == PORT, target
+    prom = services["prometheus"]
+    config_flag = next(a for a in prom["command"] if a.startswith("--config.file="))
+    mounts = {target: source for source, target, _ in bind_mounts(prom)}
+    assert (REPO / mounts[config_flag.split("=", 1)[1]]).resolve() == PROM_CONFIG
+    assert "9090:9090" in prom["ports"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
+def test_promtool_accepts_the_config() -> None:
+    r = subprocess.run([shutil.which("promtool"), "check", "config", "--syntax-only", str(PROM_CONFIG)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------------------------------------- Grafana
+def grafana_mounts() -> dict[str, Path]:
+    return {target: (REPO / source).resolve() for source, target, _ in bind_mounts(service("grafana"))}
+
+
+def test_grafana_provisioning_points_at_the_dashboards() -> None:
+    mounts = grafana_mounts()
+    assert mounts["/etc/grafana/provisioning"] == GRAFANA / "provisioning"
+    (provider,) = yaml.safe_load(DASHBOARD_PROVIDERS.read_text())["providers"]
+    assert provider["type"] == "file"
+    folder = provider["options"]["path"]
+    assert mounts[folder] == DASHBOARD.parent and DASHBOARD.is_file()
+    home = service("grafana")["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
+    assert home is None or home == f"{folder}/{DASHBOARD.name}"
+
+
+def test_datasource_uid_is_used_by_every_panel() -> None:
+    (ds,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
+    assert ds["type"] == "prometheus" and ds["uid"]
+    assert ds["url"] == "http://prometheus:9090" and "9090:9090" in service("prometheus")["ports"]
+    dash = json.loads(DASHBOARD.read_text())
+
+    def walk(node):
+        if isinstance(node, dict):
+            yield node
+            for v in node.values():
+                yield from walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from walk(v)
+
+    panels = [n for n in walk(dash["panels"]) if "gridPos" in n and n.get("type") != "row"]
+    assert len(panels) >= 10
+    for p in panels:
+        assert p["datasource"] == {"type": "prometheus", "uid": ds["uid"]}, p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"] == {"type": "prometheus", "uid": ds["uid"]}, p["title"]
+    used = {n["datasource"]["uid"] for n in walk(dash) if isinstance(n.get("datasource"), dict)}
+    assert used == {ds["uid"]}, "every datasource reference in the dashboard is the provisioned uid"
+
+
+def test_dashboard_covers_the_metrics() -> None:
+    exprs = " ".join(n["expr"] for n in _targets(json.loads(DASHBOARD.read_text())))
+    from app.metrics import Metrics
+
+    names = {m.name for m in Metrics().registry.collect()}
+    for name in names:  # every metric of app/metrics.py is on the dashboard
+        assert name in exprs, name
+    for q in ("0.5", "0.95", "0.99"):
+        assert f"histogram_quantile({q}, sum by (le) (rate(lgm_pose_request_duration_seconds_bucket" in exprs
+        assert f"histogram_quantile({q}, sum by (le, stage) (rate(lgm_pose_stage_duration_seconds_bucket" in exprs
+
+
+def _targets(node) -> list[dict]:
+    if isinstance(node, dict):
+        found = [node] if isinstance(node.get("expr"), str) else []
+        return found + [t for v in node.values() for t in _targets(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in _targets(v)]
+    return []
