@@ -29,6 +29,7 @@ from app.render import render
 from app.request_input import parse_params, read_image_and_params
 from app.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
 from app.settings import Settings
+from app.ws import install_streaming
 from model.network import NetConfig
 
 log = logging.getLogger("lgm_pose.server")
@@ -202,5 +203,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data, content_type = metrics.render()
         return Response(data, media_type=content_type)
 
+    install_streaming(app)  # WS /ws/pose, demo page at /
     install_eval(app)  # POST /eval/coco, /eval/mpii, GET/DELETE /eval/{id}
     return app
