@@ -18,10 +18,8 @@ def prepare_crops(image: np.ndarray, boxes_xyxy: np.ndarray, cfg: NetConfig) -> 
     centers = np.zeros((n, 2), dtype=np.float64)
     sizes = np.zeros((n, 2), dtype=np.float64)
     for i, (x1, y1, x2, y2) in enumerate(np.asarray(boxes_xyxy, dtype=np.float64)):
-        center, size = geometry.box_to_center_size((x1, y1, x2 - x1, y2 - y1), in_w / in_h)
-        matrix = geometry.warp_matrix(center, size, (in_w, in_h))
-        crops[i] = geometry.to_input(geometry.crop(image, matrix, (in_w, in_h)))
-        centers[i], sizes[i] = center, size
+        centers[i], sizes[i] = geometry.box_to_center_size((x1, y1, x2 - x1, y2 - y1), in_w / in_h)
+        crops[i] = geometry.crop_input(image, centers[i], sizes[i], (in_w, in_h))
     return crops, centers, sizes
 
 
@@ -36,9 +34,7 @@ def heatmaps_to_keypoints(heatmaps: np.ndarray, centers: np.ndarray, sizes: np.n
         return np.zeros((0, k, 2)), np.zeros((0, k))
     coords, scores = decode(heatmaps)
     hm_h, hm_w = cfg.heatmap_hw
-    points = np.empty_like(coords)
-    for i in range(n):
-        points[i] = geometry.apply(geometry.heatmap_to_image_matrix(centers[i], sizes[i], (hm_w, hm_h)), coords[i])
+    points = geometry.heatmap_points_to_image(coords, centers, sizes, (hm_w, hm_h))
     if image_wh is not None:
         points[..., 0] = points[..., 0].clip(0, image_wh[0] - 1)
         points[..., 1] = points[..., 1].clip(0, image_wh[1] - 1)

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
-from model.network import LGMPose
+from model.eval_infer import TorchRunner
+
+__all__ = ["OnnxRunner", "PoseRunner", "TorchRunner"]
 
 
 class PoseRunner(Protocol):
@@ -17,25 +18,6 @@ class PoseRunner(Protocol):
     name: str
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-class TorchRunner:
-    """PyTorch on cpu or cuda; half precision on cuda when asked."""
-
-    name = "torch"
-
-    def __init__(self, model: LGMPose, device: str = "cpu", fp16: bool = False) -> None:
-        self.device = torch.device(device)
-        self.fp16 = bool(fp16 and self.device.type == "cuda")
-        model = model.eval().to(self.device)
-        self.model = model.half() if self.fp16 else model
-
-    @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, non_blocking=True)
-        if self.fp16:
-            x = x.half()
-        return self.model(x).float().cpu().numpy()
 
 
 class OnnxRunner:

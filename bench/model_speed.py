@@ -76,7 +76,8 @@ def run(config: str = "coco_256x192", batches: tuple[int, ...] = (1, 8), repeats
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'model':28s} {'backend':12s} {'batch':>5s} {'median ms':>10s} {'ms/img':>8s} {'params':>10s} {'GMACs':>6s}")
+    header = ("model", "backend", "batch", "median ms", "ms/img", "params", "GMACs")
+    print("{:28s} {:12s} {:>5s} {:>10s} {:>8s} {:>10s} {:>6s}".format(*header))
     for r in rows:
         print(f"{r['model']:28s} {r['backend']:12s} {r['batch']:5d} {r['median_ms']:10.2f} {r['per_image_ms']:8.2f} "
               f"{r['params']:10,d} {r['macs'] / 1e9:6.2f}")

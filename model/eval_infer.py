@@ -25,17 +25,25 @@ StopFn = Callable[[], bool]
 
 
 class TorchRunner:
-    """Plain-callable wrapper of a heatmap network: numpy batch in, numpy heatmaps out, no gradients."""
+    """Plain-callable wrapper of a heatmap network: numpy batch in, numpy heatmaps out, no gradients.
 
-    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
+    Half precision when `fp16` and the device is CUDA.
+    """
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", fp16: bool = False) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.fp16 = bool(fp16 and self.device.type == "cuda")
+        model = model.to(self.device).eval()
+        self.model = model.half() if self.fp16 else model
         cfg = getattr(model, "cfg", None)
         self.input_hw: tuple[int, int] | None = tuple(cfg.input_hw) if cfg is not None else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device))
+            out = self.model(x.half() if self.fp16 else x)
         return out.float().cpu().numpy()
 
 
@@ -96,10 +104,9 @@ def _forward(runner: Runner, crops: np.ndarray, flip: bool) -> np.ndarray:
 
 
 def _to_image(coords: np.ndarray, persons: Sequence[Person], heatmap_wh: tuple[int, int]) -> np.ndarray:
-    out = np.empty_like(coords)
-    for i, person in enumerate(persons):
-        out[i] = geometry.apply(geometry.heatmap_to_image_matrix(person.center, person.size, heatmap_wh), coords[i])
-    return out
+    centers = np.array([p.center for p in persons])
+    sizes = np.array([p.size for p in persons])
+    return geometry.heatmap_points_to_image(coords, centers, sizes, heatmap_wh)
 
 
 def predict_persons(runner: Runner, persons: Sequence[Person], image_dir: str | Path, input_hw: tuple[int, int],
@@ -147,8 +154,7 @@ def predict_persons(runner: Runner, persons: Sequence[Person], image_dir: str | 
             report()
         else:
             for person in group:
-                matrix = geometry.warp_matrix(person.center, person.size, in_wh)
-                crops.append(geometry.to_input(geometry.crop(image, matrix, in_wh)))
+                crops.append(geometry.crop_input(image, person.center, person.size, in_wh))
                 pending.append(person)
                 if len(crops) >= batch_size:
                     flush()

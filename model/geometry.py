@@ -65,3 +65,17 @@ def to_input(crop_bgr: np.ndarray) -> np.ndarray:
     """BGR uint8 crop (H, W, 3) -> normalised float32 CHW RGB, ImageNet statistics."""
     rgb = crop_bgr[..., ::-1].astype(np.float32) / 255.0
     return ((rgb - MEAN) / STD).transpose(2, 0, 1).copy()
+
+
+def crop_input(image: np.ndarray, center: np.ndarray, size: np.ndarray, input_wh: tuple[int, int]) -> np.ndarray:
+    """A person's network input (CHW float32, normalised) at test time: no rotation, no flip."""
+    return to_input(crop(image, warp_matrix(center, size, input_wh), input_wh))
+
+
+def heatmap_points_to_image(coords: np.ndarray, centers: np.ndarray, sizes: np.ndarray,
+                            heatmap_wh: tuple[int, int]) -> np.ndarray:
+    """(N, K, 2) heatmap-pixel coordinates of N persons -> image pixels, each through its own box."""
+    out = np.empty(np.shape(coords), dtype=np.float64)
+    for i in range(len(out)):
+        out[i] = apply(heatmap_to_image_matrix(centers[i], sizes[i], heatmap_wh), coords[i])
+    return out

@@ -102,7 +102,8 @@ class Trainer:
         if self.sample_weights is not None:
             sampler = WeightedRandomSampler(self.sample_weights, n, replacement=True, generator=gen)
         else:
-            sampler = torch.randperm(len(self.dataset), generator=gen)[:n].tolist()
+            rounds = -(-n // len(self.dataset))  # whole shuffles, enough for n draws
+            sampler = torch.cat([torch.randperm(len(self.dataset), generator=gen) for _ in range(rounds)])[:n].tolist()
         return DataLoader(self.dataset, self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.workers,
                           drop_last=True, pin_memory=self.cfg.device.startswith("cuda"),
                           persistent_workers=False)
@@ -117,6 +118,8 @@ class Trainer:
         losses, seen, t0 = [], 0, time.perf_counter()
         loader = self._loader()
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False)
+        if len(loader) == 0:
+            raise ValueError(f"an epoch of {len(loader.sampler)} samples holds no batch of {self.cfg.batch_size}")
         for batch in bar:
             images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             target = batch["heatmaps"].to(device, non_blocking=True)

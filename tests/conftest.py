@@ -39,3 +39,14 @@ def data_root() -> Path:
     if not (DATA_ROOT / "README.md").exists():
         pytest.skip(f"shared data not found at {DATA_ROOT} (set LGM_POSE_DATA_ROOT)")
     return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the coco_256x192 network at random initial weights (tests that need no training)."""
+    from model.checkpoint import save_checkpoint
+    from model.network import build_model
+
+    path = tmp_path_factory.mktemp("weights") / "lgm_pose_random.pt"
+    save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})
+    return path

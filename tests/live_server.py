@@ -12,15 +12,19 @@ from app.server import create_app
 from app.settings import Settings
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 class LiveServer:
     """uvicorn in a daemon thread on a free port; `url` once /readyz says ready."""
 
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        self.port = port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
         self.server = uvicorn.Server(config)

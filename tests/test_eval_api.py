@@ -21,9 +21,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
-from model.checkpoint import save_checkpoint  # noqa: E402
 from model.eval_coco import STAT_NAMES  # noqa: E402
-from model.network import build_model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parents[1]
@@ -71,10 +69,8 @@ def eval_root(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "lgm_pose_eval_test.pt"
-    save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})
-    return path
+def checkpoint(random_checkpoint: Path) -> Path:
+    return random_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,9 @@ import yaml
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from app.server import create_app  # noqa: E402
+from live_server import LiveServer, free_port  # noqa: E402
+
 from app.settings import Settings  # noqa: E402
-from model.checkpoint import save_checkpoint  # noqa: E402
-from model.network import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = Path("/usr/bin/prometheus")
@@ -37,12 +34,6 @@ GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m"}
 
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(not PROMETHEUS.exists(), reason="/usr/bin/prometheus not installed")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def dashboard_exprs() -> list[str]:
@@ -95,40 +86,6 @@ def local_config(service_port: int, prom_port: int) -> dict:
     return cfg
 
 
-class LiveServer:
-    """uvicorn in a daemon thread on a free port; `url` once /readyz says ready."""
-
-    weights: Path | None = None
-
-    def __init__(self, settings: Settings) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings)
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 150
-        while time.time() < deadline:
-            try:
-                r = httpx.get(self.url + "/readyz", timeout=2)
-                if r.status_code == 200:
-                    self.ready = r.json()
-                    return
-                if r.json().get("status") == "failed":
-                    raise RuntimeError(r.text)
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server did not get ready")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-
-
 class LivePrometheus:
     """/usr/bin/prometheus on a free port with a given config, its TSDB in a temporary folder."""
 
@@ -172,9 +129,8 @@ class LivePrometheus:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory):
-    weights = tmp_path_factory.mktemp("weights") / "lgm_pose_test.pt"
-    save_checkpoint(weights, build_model("coco_256x192"), {"note": "random init, test only"})
+def stack(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Path):
+    weights = random_checkpoint
     settings = Settings(pose_weights=weights, max_wait_ms=20, max_upload_bytes=2_000_000,
                         max_pixels=2_000_000, torch_threads=2,
                         onnx_cache_dir=tmp_path_factory.mktemp("onnx"))  # if the backend is onnxruntime

@@ -22,17 +22,13 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
-from model.checkpoint import save_checkpoint  # noqa: E402
-from model.network import build_model  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "lgm_pose_test.pt"
-    save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})
-    return path
+def checkpoint(random_checkpoint: Path) -> Path:
+    return random_checkpoint
 
 
 def _settings(checkpoint: Path, **kw) -> Settings:

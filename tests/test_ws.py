@@ -24,9 +24,6 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from model.checkpoint import save_checkpoint
-from model.network import build_model
-
 pytestmark = pytest.mark.timeout(300)
 REPO = Path(__file__).resolve().parents[1]
 MAX_FRAME_BYTES = 1_000_000
@@ -84,10 +81,8 @@ class ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "lgm_pose_test.pt"
-    save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})
-    return path
+def checkpoint(random_checkpoint: Path) -> Path:
+    return random_checkpoint
 
 
 @pytest.fixture(scope="module")

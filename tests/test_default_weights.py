@@ -1,0 +1,71 @@
+"""The shipped checkpoint: loads by default and puts the body joints on the right people.
+
+Reference: YOLO11n-pose's own keypoints. Its person boxes are sent to POST /pose as client boxes,
+so both models see the same people; per person, the median distance of the confident shoulders,
+hips, knees and ankles must stay under 10% of the box height.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from live_server import LiveServer  # noqa: E402
+
+from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
+from model.keypoints import COCO_NAMES  # noqa: E402
+from model.teacher import load_yolo  # noqa: E402
+
+BODY = [COCO_NAMES.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip",
+                                       "left_knee", "right_knee", "left_ankle", "right_ankle")]
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = LiveServer(Settings(torch_threads=2))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def yolo():
+    return load_yolo()
+
+
+def test_default_checkpoint_is_the_trained_one(server: LiveServer) -> None:
+    model = server.ready["model"]
+    assert Path(model["weights"]) == DEFAULT_POSE_WEIGHTS
+    assert model["weights_loaded"] is True
+
+
+@pytest.mark.parametrize("image", ["bus.jpg", "zidane.jpg"])
+def test_body_joints_agree_with_yolo_pose(server: LiveServer, yolo, image: str, bus_path: Path) -> None:
+    path = bus_path.parent / image
+    ref = yolo.predict(str(path), conf=0.5, classes=[0], verbose=False)[0]
+    boxes = ref.boxes.xyxy.cpu().numpy()
+    ref_xy, ref_conf = ref.keypoints.xy.cpu().numpy(), ref.keypoints.conf.cpu().numpy()
+    assert len(boxes) >= 2
+    with open(path, "rb") as f:
+        r = httpx.post(server.url + "/pose", files={"image": (image, f, "image/jpeg")},
+                       data={"boxes": json.dumps(boxes.tolist())}, timeout=120)
+    assert r.status_code == 200, r.text
+    persons = r.json()["persons"]
+    assert len(persons) == len(boxes)
+    ratios = []
+    for person, box, xy, conf in zip(persons, boxes, ref_xy, ref_conf, strict=True):
+        ours = np.array([[k["x"], k["y"]] for k in person["keypoints"]])
+        sure = [j for j in BODY if conf[j] > 0.5]
+        if len(sure) < 4:
+            continue
+        dist = np.linalg.norm(ours[sure] - xy[sure], axis=1)
+        ratios.append(float(np.median(dist)) / float(box[3] - box[1]))
+    print(f"{image}: median joint distance / box height per person: {[round(x, 3) for x in ratios]}")
+    assert ratios and max(ratios) < 0.10, ratios
