@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger("lgm_pose.detector")
-
-
-def _ultralytics_offline() -> None:
-    """Nothing may be downloaded or reported at run time."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    try:
-        from ultralytics.utils import SETTINGS
-
-        if SETTINGS.get("sync", False):
-            SETTINGS.update({"sync": False})
-    except Exception as exc:  # settings file not writable: YOLO_OFFLINE still applies
-        log.debug("could not switch Ultralytics sync off: %s", exc)
+from model.yolo import load_yolo
 
 
 class PersonDetector:
     """Synchronous and not thread-safe: call `detect` from one worker thread at a time."""
 
     def __init__(self, weights: str | Path, device: str = "cpu", imgsz: int = 640, half: bool = False) -> None:
-        weights = Path(weights)
-        if not weights.is_file():  # YOLO() would try to download a missing name
-            raise FileNotFoundError(f"detector weights not found: {weights}")
-        _ultralytics_offline()
-        from ultralytics import YOLO
-
-        self.weights = weights
-        self.model = YOLO(str(weights))
+        self.weights = Path(weights)
+        self.model = load_yolo(self.weights)
         self.device = "cpu" if device == "cpu" else 0
         self.imgsz = imgsz
         self.half = bool(half and device == "cuda")

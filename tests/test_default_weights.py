@@ -21,7 +21,7 @@ from live_server import LiveServer  # noqa: E402
 
 from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
 from model.keypoints import COCO_NAMES  # noqa: E402
-from model.teacher import load_yolo  # noqa: E402
+from model.yolo import load_yolo  # noqa: E402
 
 BODY = [COCO_NAMES.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip",
                                        "left_knee", "right_knee", "left_ankle", "right_ankle")]
