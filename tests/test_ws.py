@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+from live_server import free_port, wait_ready
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -33,9 +33,7 @@ class ServerProcess:
     """`uvicorn --factory app.server:create_app` in a child process (settings from LGM_POSE_* variables)."""
 
     def __init__(self, checkpoint: Path, **settings: object) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pose"
         env = {**os.environ, "YOLO_OFFLINE": "1", "LGM_POSE_POSE_WEIGHTS": str(checkpoint),
@@ -45,21 +43,11 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "app.server:create_app", "--host", "127.0.0.1",
              "--port", str(self.port), "--log-level", "warning"], cwd=REPO, env=env)
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                r = httpx.get(self.url + "/readyz", timeout=2)
-                if r.status_code == 200:
-                    return
-                if r.json().get("status") == "failed":
-                    raise RuntimeError(r.text)
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        self.stop()
-        raise TimeoutError("server did not get ready")
+        try:
+            wait_ready(self.url, alive=lambda: self.proc.poll() is None)
+        except BaseException:
+            self.stop()
+            raise
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.proc.pid}/status").read_text()
