@@ -10,7 +10,18 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("LGM_POSE_DATA_ROOT", REPO.parent / "shared" / "data")).resolve()
+
+def _data_root() -> Path:
+    """LGM_POSE_DATA_ROOT, else ../shared/data beside the checkout, else this workplace's /work/shared/data."""
+    if "LGM_POSE_DATA_ROOT" in os.environ:
+        return Path(os.environ["LGM_POSE_DATA_ROOT"]).resolve()
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if (candidate / "README.md").exists():
+            return candidate.resolve()
+    return (REPO.parent / "shared" / "data").resolve()
+
+
+DATA_ROOT = _data_root()
 
 
 def asset(name: str) -> Path:
