@@ -137,7 +137,7 @@ class BatcherRunner:
 def live_busy(service: Any) -> bool:
     """True while live work is in flight: admitted POST /pose requests or live crops in the batcher."""
     pipeline, batcher = service.pipeline, service.batcher
-    admitted = getattr(pipeline, "_admitted", 0) if pipeline is not None else 0
+    admitted = pipeline.requests_in_progress if pipeline is not None else 0
     return bool(admitted) or (batcher is not None and batcher.pending(PRIORITY_LIVE) > 0)
 
 
@@ -282,9 +282,7 @@ class EvalJobManager:
                 image = None  # the engine reports it in skipped_images
             if image is not None:
                 gate.wait(job.cancel)
-                # the detector is not thread-safe: run it in the pipeline's detection thread, like live requests
-                boxes, scores = pipeline._detect_thread.submit(pipeline.detector.detect, image, job.spec.det_conf,
-                                                               self.service.settings.max_persons).result()
+                boxes, scores = pipeline.detect_blocking(image, job.spec.det_conf, self.service.settings.max_persons)
                 detections += [{"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
                                 "score": sc} for (x1, y1, x2, y2), sc in zip(boxes.tolist(), scores.tolist(),
                                                                              strict=True)]

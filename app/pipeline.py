@@ -69,6 +69,15 @@ class PosePipeline:
     def close(self) -> None:
         self._detect_thread.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def requests_in_progress(self) -> int:
+        """Live POST /pose requests admitted and not yet answered."""
+        return self._admitted
+
+    def detect_blocking(self, image: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]:
+        """Person detection from another thread, run on the detector's own thread (it is not thread-safe)."""
+        return self._detect_thread.submit(self.detector.detect, image, conf, max_persons).result()
+
     def _observe(self, timing: dict[str, float], stage: str, seconds: float) -> None:
         timing[stage] = round(seconds * 1000.0, 3)
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
