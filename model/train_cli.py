@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
     samples = [s for group in sets for s in group]
     print(f"training {cfg.name} on {len(samples)} persons: "
           + ", ".join(f"{d}={len(s)}" for d, s in zip(args.data, sets, strict=True)))
-    augment = AugmentConfig()
+    augment = AugmentConfig(half_body_prob=args.half_body_prob)
     if args.no_augment:
         augment = AugmentConfig(scale=(1.0, 1.0), rotation_prob=0.0, flip_prob=0.0, half_body_prob=0.0)
     dataset = TopDownDataset(samples, cfg.input_hw, train=True, augment=augment, seed=args.seed)
@@ -64,6 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
                             cpu_bf16=not args.no_bf16, samples_per_epoch=args.samples_per_epoch,
                             max_minutes=args.max_minutes, out=args.out,
                             extra_meta={"data": [str(d) for d in args.data], "data_weights": args.data_weights,
+                                        "half_body_prob": args.half_body_prob,
                                         "teacher": args.teacher, "teacher_weight": args.teacher_weight})
     validate = None
     if args.val:
@@ -97,6 +98,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--half-body-prob", type=float, default=0.3, help="half-body crops (upper or lower body)")
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/flip/half-body (overfit checks)")
     p.add_argument("--no-bf16", action="store_true", help="CPU: train in fp32 instead of bf16 autocast")
     p.add_argument("--samples-per-epoch", type=int)
