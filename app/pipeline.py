@@ -21,6 +21,7 @@ from app.detector import PersonDetector
 from app.errors import QueueFull
 from app.metrics import Metrics
 from app.settings import Settings
+from model.codec import average_flip
 from model.network import NetConfig
 
 
@@ -119,13 +120,17 @@ class PosePipeline:
             out = await asyncio.to_thread(self._detect_and_crop, image, params)
         boxes, box_scores, crops, centers, sizes = out
         self._observe(timing, "detect", time.perf_counter() - t)
+        flip = self.settings.flip_test and len(crops) > 0
+        if flip:  # flip test: the mirrored crops ride in the same submission, heatmaps averaged back
+            crops = np.concatenate([crops, np.ascontiguousarray(crops[..., ::-1])])
         batch = await self.batcher.submit(crops, priority)
+        heatmaps = average_flip(*np.split(batch.heatmaps, 2)) if flip else batch.heatmaps
         self._observe(timing, "queue_wait", batch.queue_wait_s)
         self._observe(timing, "pose", batch.forward_s)
-        timing["pose_per_person"] = round(batch.per_crop_s * 1000.0, 3)
+        timing["pose_per_person"] = round(batch.per_crop_s * (2 if flip else 1) * 1000.0, 3)
         t = time.perf_counter()
         h, w = image.shape[:2]
-        persons = await asyncio.to_thread(self._postprocess, batch.heatmaps, boxes, box_scores, centers, sizes,
+        persons = await asyncio.to_thread(self._postprocess, heatmaps, boxes, box_scores, centers, sizes,
                                           (w, h), params.kpt_thr)
         self._observe(timing, "postprocess", time.perf_counter() - t)
         timing["total"] = round((time.perf_counter() - start) * 1000.0, 3)

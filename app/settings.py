@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     detector_imgsz: int = Field(640, ge=32)
     max_persons: int = Field(20, ge=1)
+    flip_test: bool = Field(True, description="average with the mirrored crop's heatmaps: more accurate "
+                            "keypoints for twice the pose compute")
     kpt_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
     max_batch: int = Field(32, ge=1)
     max_wait_ms: float = Field(10.0, ge=0.0)
