@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from model.layout import resolve_split
+from model.layout import resolve_split, split_data_arg
 
 DEFAULT_COCO_SPLIT = "val2017"
 DEFAULT_MPII_SPLITS = ("valid", "val")
@@ -30,10 +30,11 @@ def _files(args: argparse.Namespace) -> tuple[Path, Path]:
         return Path(args.ann), Path(args.images or Path(args.ann).parent)
     if args.data is None:
         raise FileNotFoundError("give --data DIR (or --ann FILE --images DIR)")
+    data, split = split_data_arg(args.data, args.split)  # DIR:SPLIT, as in `lgm-pose train`
     if args.dataset == "mpii":
-        ann, images = mpii_files(Path(args.data), args.split)
+        ann, images = mpii_files(Path(data), split)
     else:
-        found = resolve_split(args.data, args.split, DEFAULT_COCO_SPLIT)
+        found = resolve_split(data, split, DEFAULT_COCO_SPLIT)
         ann, images = found.annotation, found.images
     return ann, Path(args.images) if args.images else images
 
