@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from app.batcher import DynamicBatcher
 from app.detector import PersonDetector
 from app.errors import NotReady, ServiceError
 from app.eval_routes import install_eval
+from app.memory import pin_mmap_threshold
 from app.metrics import Metrics
 from app.pipeline import PosePipeline, PoseResult
 from app.pose_model import ModelInfo, build_runner
@@ -105,10 +107,16 @@ async def _start(state: ServiceState) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service app for `settings` (default: from the environment)."""
     settings = settings or Settings()
+    if settings.malloc_mmap_threshold:
+        pin_mmap_threshold(settings.malloc_mmap_threshold)
     state = ServiceState(settings=settings, metrics=Metrics())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # asyncio.to_thread work (decode, crops, post-processing) on a fixed, small pool instead of the
+        # default one, which adds threads (each with its own malloc arena) whenever load peaks
+        cpu_pool = ThreadPoolExecutor(max_workers=settings.cpu_workers, thread_name_prefix="cpu-work")
+        asyncio.get_running_loop().set_default_executor(cpu_pool)
         task = asyncio.create_task(_start(state))
         yield
         task.cancel()
@@ -116,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.batcher.stop()
         if state.pipeline is not None:
             state.pipeline.close()
+        cpu_pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="LGM-Pose service", version="0.1.0", lifespan=lifespan,
                   description="YOLO person detection + batched top-down LGM-Pose keypoints")
