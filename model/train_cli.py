@@ -44,9 +44,14 @@ def per_sample_weights(sets: list[list[PersonSample]], set_weights: list[float] 
 
 def run_train(args: argparse.Namespace) -> int:
     seed_everything(args.seed, args.deterministic)  # before the network is built: same initial weights
-    if args.resume:
+    start_from = args.resume or args.init
+    if start_from:
         from model.network import NetConfig
-        model = build_model(NetConfig.from_dict(read_checkpoint(args.resume)["config"]))
+        payload = read_checkpoint(start_from)
+        model = build_model(NetConfig.from_dict(payload["config"]))
+        if args.init:  # fine-tuning: its weights, a fresh optimiser and schedule
+            model.load_state_dict(payload["state_dict"], strict=True)
+            print(f"weights from {args.init} ({payload.get('meta', {}).get('epoch', '?')} epochs)")
     else:
         model = build_model(args.config)
     cfg = model.cfg
@@ -65,7 +70,8 @@ def run_train(args: argparse.Namespace) -> int:
                             max_minutes=args.max_minutes, out=args.out,
                             extra_meta={"data": [str(d) for d in args.data], "data_weights": args.data_weights,
                                         "half_body_prob": args.half_body_prob,
-                                        "teacher": args.teacher, "teacher_weight": args.teacher_weight})
+                                        "teacher": args.teacher, "teacher_weight": args.teacher_weight,
+                                        "init_from": args.init})
     validate = None
     if args.val:
         from model.validation import make_validator
@@ -103,6 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-bf16", action="store_true", help="CPU: train in fp32 instead of bf16 autocast")
     p.add_argument("--samples-per-epoch", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
+    p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimiser (fine-tuning)")
     p.add_argument("--resume", help="last.pt of an earlier run: continues exactly")
     p.add_argument("--out", default="runs/train")
     p.set_defaults(func=run_train)

@@ -63,3 +63,23 @@ def test_resume_continues_with_identical_loss(data_root: Path, tmp_path: Path) -
     full, part = losses(tmp_path / "full" / "log.jsonl"), losses(tmp_path / "part" / "log.jsonl")
     assert len(full) == len(part) == 2
     assert part == full
+
+
+def test_init_fine_tunes_from_checkpoint_weights(data_root: Path, tmp_path: Path, random_checkpoint: Path) -> None:
+    import torch
+
+    from model.checkpoint import read_checkpoint
+    from model.network import build_model
+
+    data = make_subset(data_root, tmp_path / "data", 2)
+    run("train", "--data", str(data), "--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "4",
+        "--workers", "0", "--seed", "5", "--lr", "1e-4", "--init", str(random_checkpoint),
+        "--out", str(tmp_path / "ft"))
+    start, tuned = read_checkpoint(random_checkpoint), read_checkpoint(tmp_path / "ft" / "last.pt")
+    assert tuned["meta"]["init_from"] == str(random_checkpoint)
+    convs = [k for k, v in start["state_dict"].items() if v.dim() == 4]
+    moved = [float((tuned["state_dict"][k] - start["state_dict"][k]).abs().max()) for k in convs]
+    assert 0.0 < max(moved) < 1e-3  # one Adam step of lr 1e-4 away from the given weights
+    torch.manual_seed(5)  # without --init the run would start from this network: far from the checkpoint
+    fresh = build_model("coco_256x192").state_dict()
+    assert min(float((fresh[k] - start["state_dict"][k]).abs().max()) for k in convs) > 0.01
