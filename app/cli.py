@@ -13,6 +13,8 @@ COMMANDS: dict[str, str] = {
     "train": "model.train_cli",
     "eval": "model.eval_cli",
     "teacher": "model.teacher",
+    "pseudo-label": "model.pseudo_label",
+    "holdout": "model.holdout",
     "compare": "model.compare",
     "serve": "app.serve_cli",
     "bench": "bench.cli",

@@ -46,6 +46,8 @@ def load_coco_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: fl
             continue
         kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
         weights = (kpts[:, 2] > 0).astype(np.float64)
+        if "keypoint_weights" in ann:  # teacher pseudo-labels: each joint weighted by the teacher's confidence
+            weights = weights * np.asarray(ann["keypoint_weights"], dtype=np.float64)
         if teacher is not None and ann["id"] in teacher:
             t = teacher[ann["id"]]
             fill = (weights == 0) & (t[:, 2] >= teacher_min_score)
@@ -85,6 +87,38 @@ class AugmentConfig:
     half_body_prob: float = 0.3
     half_body_min_joints: int = 8
     sigma: float = 2.0
+    lowres_prob: float = 0.0  # small persons: the crop's content seen at 15-50 % resolution, then upsampled
+    occlusion_prob: float = 0.0  # 1-3 random patches (noise or flat colour) pasted over the crop
+    photometric_prob: float = 0.0  # colour/brightness/contrast jitter, blur, JPEG artefacts
+
+
+def coco_like(crop: np.ndarray, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Make a clean, large person crop look like COCO's: small, occluded, blurred, compressed (BGR uint8)."""
+    h, w = crop.shape[:2]
+    if rng.random() < aug.lowres_prob:
+        f = rng.uniform(0.15, 0.5)
+        small = cv2.resize(crop, (max(4, round(w * f)), max(4, round(h * f))), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < aug.occlusion_prob:
+        crop = crop.copy()
+        for _ in range(int(rng.integers(1, 4))):
+            pw, ph = int(rng.uniform(0.1, 0.4) * w), int(rng.uniform(0.1, 0.4) * h)
+            x, y = int(rng.integers(0, w - pw)), int(rng.integers(0, h - ph))
+            patch = rng.integers(0, 256, (ph, pw, 3)) if rng.random() < 0.5 else rng.integers(0, 256, 3)
+            crop[y:y + ph, x:x + pw] = patch
+    if rng.random() < aug.photometric_prob:
+        alpha, beta = rng.uniform(0.6, 1.4), rng.uniform(-40, 40)
+        crop = cv2.convertScaleAbs(crop, alpha=alpha, beta=beta)
+        hsv = cv2.cvtColor(crop, cv2.COLOR_BGR2HSV)
+        hsv[..., 1] = np.clip(hsv[..., 1].astype(np.float32) * rng.uniform(0.5, 1.5), 0, 255).astype(np.uint8)
+        crop = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+        if rng.random() < 0.5:
+            k = int(rng.choice([3, 5]))
+            crop = cv2.GaussianBlur(crop, (k, k), 0)
+        if rng.random() < 0.5:
+            ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 70))])
+            crop = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else crop
+    return crop
 
 
 class TopDownDataset(Dataset):
@@ -141,6 +175,8 @@ class TopDownDataset(Dataset):
         crop = geometry.crop(image, geometry.warp_matrix(center, size, self.input_wh, rot), self.input_wh)
         hm_pts = geometry.apply(geometry.warp_matrix(center, size, self.heatmap_wh, rot), kpts[:, :2])
         weights = kpts[:, 2].copy()
+        if self.train:
+            crop = coco_like(crop, self.aug, rng)
         if flip:
             crop = crop[:, ::-1]
             hm_pts[:, 0] = self.heatmap_wh[0] - 1 - hm_pts[:, 0]

@@ -60,7 +60,8 @@ def run_train(args: argparse.Namespace) -> int:
     samples = [s for group in sets for s in group]
     print(f"training {cfg.name} on {len(samples)} persons: "
           + ", ".join(f"{d}={len(s)}" for d, s in zip(args.data, sets, strict=True)))
-    augment = AugmentConfig(half_body_prob=args.half_body_prob)
+    augment = AugmentConfig(half_body_prob=args.half_body_prob, lowres_prob=args.lowres_prob,
+                            occlusion_prob=args.occlusion_prob, photometric_prob=args.photometric_prob)
     if args.no_augment:
         augment = AugmentConfig(scale=(1.0, 1.0), rotation_prob=0.0, flip_prob=0.0, half_body_prob=0.0)
     dataset = TopDownDataset(samples, cfg.input_hw, train=True, augment=augment, seed=args.seed)
@@ -70,6 +71,8 @@ def run_train(args: argparse.Namespace) -> int:
                             max_minutes=args.max_minutes, out=args.out,
                             extra_meta={"data": [str(d) for d in args.data], "data_weights": args.data_weights,
                                         "half_body_prob": args.half_body_prob,
+                                        "augment": {"lowres": args.lowres_prob, "occlusion": args.occlusion_prob,
+                                                    "photometric": args.photometric_prob},
                                         "teacher": args.teacher, "teacher_weight": args.teacher_weight,
                                         "init_from": args.init})
     validate = None
@@ -96,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-weights", type=float, nargs="+", help="share of draws per data dir")
     p.add_argument("--teacher", nargs="+", help="teacher label file per data dir ('-' for none)")
     p.add_argument("--teacher-weight", type=float, default=0.5)
-    p.add_argument("--val", nargs="+", help="validation dirs: AP each epoch, best.pt on the first one's AP")
+    p.add_argument("--val", nargs="+", help="validation dirs: AP each epoch, best.pt on their mean AP")
     p.add_argument("--epochs", type=int, default=260)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -105,6 +108,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--half-body-prob", type=float, default=0.3, help="half-body crops (upper or lower body)")
+    p.add_argument("--lowres-prob", type=float, default=0.0, help="small-person look: content at 15-50%% resolution")
+    p.add_argument("--occlusion-prob", type=float, default=0.0, help="random patches pasted over the crop")
+    p.add_argument("--photometric-prob", type=float, default=0.0, help="colour jitter, blur, JPEG artefacts")
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/flip/half-body (overfit checks)")
     p.add_argument("--no-bf16", action="store_true", help="CPU: train in fp32 instead of bf16 autocast")
     p.add_argument("--samples-per-epoch", type=int)

@@ -14,7 +14,7 @@ from model.network import NetConfig
 
 
 def make_validator(val_args: list[str], cfg: NetConfig, device: str = "cpu") -> Callable[[nn.Module], dict]:
-    """A function model -> {'AP': AP of the first set, '<set>_AP': each set's AP} ('DIR[:SPLIT]' args)."""
+    """A function model -> {'AP': mean AP of the sets, '<set>_AP': each set's AP} ('DIR[:SPLIT]' args)."""
     sets = []
     for arg in val_args:
         data_dir, split = split_data_arg(arg, None)
@@ -24,13 +24,11 @@ def make_validator(val_args: list[str], cfg: NetConfig, device: str = "cpu") -> 
     def validate(model: nn.Module) -> dict:
         out: dict[str, float] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for i, (name, files) in enumerate(sets):
+            for name, files in sets:
                 result = evaluate_coco(model, files.annotation, files.images, "gt", flip=False, device=device,
                                        input_hw=cfg.input_hw, results_path=Path(tmp) / f"{name}.json")
-                ap = float(result["table"]["AP"])
-                out[f"{name}_AP"] = round(ap, 4)
-                if i == 0:
-                    out["AP"] = round(ap, 4)
+                out[f"{name}_AP"] = round(float(result["table"]["AP"]), 4)
+        out["AP"] = round(sum(out.values()) / len(out), 4)  # best.pt: the mean over the validation sets
         return out
 
     return validate
