@@ -8,14 +8,15 @@ import sys
 
 # subcommand -> module exposing add_parser(subparsers); imported lazily so `info` stays light.
 COMMANDS: dict[str, str] = {
-    "info": "model.commands",
-    "export": "model.commands",
-    "train": "model.train_cli",
-    "eval": "model.eval_cli",
-    "teacher": "model.teacher",
-    "pseudo-label": "model.pseudo_label",
-    "holdout": "model.holdout",
-    "compare": "model.compare",
+    "info": "model.cli.info",
+    "export": "model.cli.info",
+    "train": "model.cli.train",
+    "eval": "model.cli.eval",
+    "teacher": "model.cli.teacher",
+    "pseudo-label": "model.cli.pseudo_label",
+    "holdout": "model.cli.holdout",
+    "compare": "model.cli.compare",
+    "diagnose": "model.cli.diagnose",
     "serve": "app.serve_cli",
     "bench": "bench.cli",
 }

@@ -66,3 +66,23 @@ class NotReady(ServiceError):
     status = 503
     type = "not_ready"
     headers = {"Retry-After": "5"}
+
+
+class BadPath(ServiceError):
+    status = 400
+    type = "bad_path"
+
+
+class BadDataset(ServiceError):
+    status = 400
+    type = "bad_dataset"
+
+
+class NotFound(ServiceError):
+    status = 404
+    type = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    type = "conflict"

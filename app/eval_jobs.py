@@ -24,15 +24,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
 from app.errors import QueueFull
-
-if TYPE_CHECKING:
-    from app.eval_routes import EvalSpec
+from app.eval_spec import EvalSpec
+from model.data.meta import PoseMeta
 
 log = logging.getLogger("lgm_pose.eval")
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
@@ -100,9 +99,11 @@ class BatcherRunner:
     asyncio.run_coroutine_threadsafe onto the server loop at `priority` and waited for.
     """
 
-    def __init__(self, batcher: Any, loop: asyncio.AbstractEventLoop, input_hw: tuple[int, int], gate: LiveGate,
+    name = "batcher"
+
+    def __init__(self, batcher: Any, loop: asyncio.AbstractEventLoop, meta: PoseMeta, gate: LiveGate,
                  cancel: threading.Event, max_crops: int = 4, priority: int = PRIORITY_BACKGROUND) -> None:
-        self.batcher, self.loop, self.input_hw = batcher, loop, (int(input_hw[0]), int(input_hw[1]))
+        self.batcher, self.loop, self.meta = batcher, loop, meta
         self.gate, self.cancel, self.max_crops, self.priority = gate, cancel, max(1, max_crops), priority
         self.crops = self.forwards = 0
 
@@ -235,15 +236,14 @@ class EvalJobManager:
         return str(path.relative_to(self.data_root)) if path.is_relative_to(self.data_root) else path.name
 
     def _run(self, job: EvalJob) -> dict[str, Any]:
-        from model.evaluate import evaluate_coco
-        from model.pckh import evaluate_mpii
+        from model.eval.coco_engine import evaluate_coco
+        from model.eval.pckh import evaluate_mpii
 
         service, spec = self.service, job.spec
         if not service.ready or service.batcher is None or self.loop is None:
             raise RuntimeError("the service is not ready (models loading)")
         gate = LiveGate(lambda: live_busy(service), self.grace_s, self.max_yield_s)
-        runner = BatcherRunner(service.batcher, self.loop, tuple(service.info.input_hw), gate, job.cancel,
-                               self.max_crops)
+        runner = BatcherRunner(service.batcher, self.loop, service.meta, gate, job.cancel, self.max_crops)
         job.workdir = Path(tempfile.mkdtemp(prefix=f"lgm_pose_eval_{job.id}_"))
         start = time.perf_counter()
         if spec.kind == "mpii":
@@ -266,8 +266,8 @@ class EvalJobManager:
 
     def _detect(self, job: EvalJob, gate: LiveGate) -> list[dict[str, Any]]:
         """Person boxes of the service's own detector on the images, as COCO detection results."""
-        from model.eval_coco import load_coco
-        from model.eval_infer import read_image
+        from model.eval.coco import load_coco
+        from model.eval.predict import read_image
 
         pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
         ids = sorted(coco.getImgIds())[: job.spec.max_images]

@@ -1,8 +1,11 @@
-"""The request pipeline: bytes -> image -> person boxes -> crops -> shared batcher -> keypoints in image pixels.
+"""The service's request pipeline: bytes -> image -> person boxes -> the one top-down path -> poses.
 
-Decode and post-processing run in worker threads (asyncio.to_thread), detection in its own single thread
-(Ultralytics is not thread-safe), the pose forward in the batcher's thread: the event loop only awaits.
-Admission control: at most `queue_limit` requests inside decode+detect+pose at once, beyond -> QueueFull (503).
+The top-down steps are `model.inference.topdown.TopDown`'s (crop, flip, decode, scoring, OKS-NMS); only the
+forward pass differs from evaluation: it is the shared batcher. Decode, cropping and post-processing run in
+worker threads (asyncio.to_thread), detection in its own single thread (Ultralytics is not thread-safe), the
+pose forward in the batcher's thread: the event loop only awaits. HTTP requests and WebSocket frames enter
+through `estimate_bytes`, whose admission control lets at most `queue_limit` of them inside
+decode+detect+pose at once (beyond: QueueFull, 503).
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.batcher import PRIORITY_LIVE, DynamicBatcher
-from app.crops import heatmaps_to_keypoints, pose_score, prepare_crops
 from app.decode_image import decode_image
-from app.detector import PersonDetector
 from app.errors import QueueFull
 from app.metrics import Metrics
 from app.settings import Settings
-from model.codec import average_flip
-from model.network import NetConfig
+from model.inference.detector import PersonDetector
+from model.inference.topdown import Poses, TopDown
 
 
 @dataclass
 class PoseParams:
-    """Per-request options; `boxes` (N, 4) x1y1x2y2 skip detection and are returned exactly."""
+    """Per-request options; `boxes` (N, 4) x1y1x2y2 skip detection and are returned exactly.
+
+    `kpt_thr` is the display threshold (joints drawn by /pose/render); scores follow the one scoring rule.
+    """
 
     det_conf: float
     kpt_thr: float
@@ -40,7 +44,8 @@ class PoseParams:
 class Person:
     box: np.ndarray  # (4,) x1y1x2y2
     box_score: float
-    pose_score: float
+    pose_score: float  # mean of the joint scores above the scoring rule's threshold
+    score: float  # instance score: box score x pose score
     keypoints: np.ndarray  # (K, 2) image pixels
     scores: np.ndarray  # (K,)
 
@@ -57,10 +62,10 @@ class PoseResult:
 class PosePipeline:
     """Owns the detector thread and the admission counter; shares the batcher with other callers."""
 
-    def __init__(self, settings: Settings, cfg: NetConfig, detector: PersonDetector, batcher: DynamicBatcher,
+    def __init__(self, settings: Settings, topdown: TopDown, detector: PersonDetector, batcher: DynamicBatcher,
                  metrics: Metrics) -> None:
         self.settings = settings
-        self.cfg = cfg
+        self.topdown = topdown
         self.detector = detector
         self.batcher = batcher
         self.metrics = metrics
@@ -83,17 +88,21 @@ class PosePipeline:
         timing[stage] = round(seconds * 1000.0, 3)
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
 
-    async def estimate_bytes(self, data: bytes, params: PoseParams) -> tuple[np.ndarray, PoseResult]:
-        """Decode an uploaded image and estimate its poses; returns the image too (for rendering)."""
+    async def estimate_bytes(self, data: bytes, params: PoseParams, priority: int = PRIORITY_LIVE,
+                             max_bytes: int | None = None) -> tuple[np.ndarray, PoseResult]:
+        """Decode an image (HTTP body or stream frame) and estimate its poses; returns the image too.
+
+        The one entry of live traffic: admission (503 beyond `queue_limit`), the decode limits, the pipeline.
+        """
         if self._admitted >= self.settings.queue_limit:
             raise QueueFull(f"service busy: {self._admitted} requests in progress (limit {self.settings.queue_limit})")
         self._admitted += 1
         try:
             start = time.perf_counter()
             s = self.settings
-            image = await asyncio.to_thread(decode_image, data, s.max_upload_bytes, s.max_pixels)
+            image = await asyncio.to_thread(decode_image, data, max_bytes or s.max_upload_bytes, s.max_pixels)
             decode_s = time.perf_counter() - start
-            result = await self.estimate_image(image, params, start=start)
+            result = await self.estimate_image(image, params, priority, start=start)
             self._observe(result.timing_ms, "decode", decode_s)
             return image, result
         finally:
@@ -105,7 +114,7 @@ class PosePipeline:
             scores = params.box_scores[: len(boxes)] if params.box_scores is not None else np.ones(len(boxes))
         else:
             boxes, scores = self.detector.detect(image, params.det_conf, params.max_persons)
-        return (boxes, scores, *prepare_crops(image, boxes, self.cfg))
+        return boxes, scores, self.topdown.prepare(image, boxes)
 
     async def estimate_image(self, image: np.ndarray, params: PoseParams, priority: int = PRIORITY_LIVE,
                              start: float | None = None) -> PoseResult:
@@ -115,33 +124,26 @@ class PosePipeline:
         t = time.perf_counter()
         if params.boxes is None:
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self._detect_thread, self._detect_and_crop, image, params)
+            boxes, box_scores, prepared = await loop.run_in_executor(self._detect_thread, self._detect_and_crop,
+                                                                     image, params)
         else:
-            out = await asyncio.to_thread(self._detect_and_crop, image, params)
-        boxes, box_scores, crops, centers, sizes = out
+            boxes, box_scores, prepared = await asyncio.to_thread(self._detect_and_crop, image, params)
         self._observe(timing, "detect", time.perf_counter() - t)
-        flip = self.settings.flip_test and len(crops) > 0
-        if flip:  # flip test: the mirrored crops ride in the same submission, heatmaps averaged back
-            crops = np.concatenate([crops, np.ascontiguousarray(crops[..., ::-1])])
-        batch = await self.batcher.submit(crops, priority)
-        heatmaps = average_flip(*np.split(batch.heatmaps, 2)) if flip else batch.heatmaps
+        batch = await self.batcher.submit(prepared.inputs, priority)
         self._observe(timing, "queue_wait", batch.queue_wait_s)
         self._observe(timing, "pose", batch.forward_s)
-        timing["pose_per_person"] = round(batch.per_crop_s * (2 if flip else 1) * 1000.0, 3)
+        timing["pose_per_person"] = round(batch.per_crop_s * (2 if prepared.flip else 1) * 1000.0, 3)
         t = time.perf_counter()
         h, w = image.shape[:2]
-        persons = await asyncio.to_thread(self._postprocess, heatmaps, boxes, box_scores, centers, sizes,
-                                          (w, h), params.kpt_thr)
+        poses = await asyncio.to_thread(self.topdown.decode, prepared, batch.heatmaps, boxes, box_scores, (w, h))
         self._observe(timing, "postprocess", time.perf_counter() - t)
         timing["total"] = round((time.perf_counter() - start) * 1000.0, 3)
+        persons = to_persons(poses)
         self.metrics.persons_per_image.observe(len(persons))
         return PoseResult(width=w, height=h, persons=persons, timing_ms=timing, batch_sizes=batch.batch_sizes)
 
-    def _postprocess(self, heatmaps: np.ndarray, boxes: np.ndarray, box_scores: np.ndarray, centers: np.ndarray,
-                     sizes: np.ndarray, image_wh: tuple[int, int], kpt_thr: float) -> list[Person]:
-        if len(boxes) == 0:
-            return []
-        points, scores = heatmaps_to_keypoints(heatmaps, centers, sizes, self.cfg, image_wh)
-        return [Person(box=np.asarray(boxes[i], dtype=np.float64), box_score=float(box_scores[i]),
-                       pose_score=pose_score(scores[i], kpt_thr), keypoints=points[i], scores=scores[i])
-                for i in range(len(boxes))]
+
+def to_persons(poses: Poses) -> list[Person]:
+    return [Person(box=poses.boxes[i], box_score=float(poses.box_scores[i]), pose_score=float(poses.pose_scores[i]),
+                   score=float(poses.scores[i]), keypoints=poses.keypoints[i], scores=poses.joint_scores[i])
+            for i in range(len(poses))]

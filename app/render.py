@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 
 from app.pipeline import PoseResult
-from app.schemas import skeleton
 
 
-def render(image: np.ndarray, result: PoseResult, kpt_thr: float, quality: int = 90) -> bytes:
+def render(image: np.ndarray, result: PoseResult, skeleton: tuple[tuple[int, int], ...], kpt_thr: float,
+           quality: int = 90) -> bytes:
     """JPEG bytes of `image` with each person's box, keypoints at or above `kpt_thr` and their limbs."""
     canvas = image.copy()
     thick = max(1, round(max(canvas.shape[:2]) / 400))
@@ -20,7 +20,7 @@ def render(image: np.ndarray, result: PoseResult, kpt_thr: float, quality: int =
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 200, 0), thick)
         pts = [(int(round(x)), int(round(y))) for x, y in p.keypoints]
         visible = p.scores >= kpt_thr
-        for a, b in skeleton(len(p.scores)):
+        for a, b in skeleton:
             if visible[a] and visible[b]:
                 cv2.line(canvas, pts[a], pts[b], (255, 128, 0), thick, cv2.LINE_AA)
         for j, pt in enumerate(pts):

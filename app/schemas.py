@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import BaseModel
 
 from app.pipeline import PoseResult
-from model.keypoints import COCO_NAMES, COCO_SKELETON, MPII_NAMES, MPII_SKELETON
+from model.data.datasets import DatasetInfo
+from model.eval.coco import to_records
 
 
 class ImageSize(BaseModel):
@@ -24,6 +26,7 @@ class PersonOut(BaseModel):
     box: list[float]  # x1, y1, x2, y2
     box_score: float
     pose_score: float
+    score: float  # box_score x pose_score, the instance score of COCO results
     keypoints: list[Keypoint]
 
 
@@ -52,33 +55,27 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-def joint_names(num_joints: int) -> tuple[str, ...]:
-    return COCO_NAMES if num_joints == 17 else MPII_NAMES
-
-
-def skeleton(num_joints: int) -> tuple[tuple[int, int], ...]:
-    return COCO_SKELETON if num_joints == 17 else MPII_SKELETON
-
-
-def to_response(result: PoseResult) -> PoseResponse:
+def to_response(result: PoseResult, dataset: DatasetInfo) -> PoseResponse:
+    names = dataset.joint_names
     persons = []
     for p in result.persons:
-        names = joint_names(len(p.scores))
         kps = [Keypoint(name=names[j], x=float(p.keypoints[j, 0]), y=float(p.keypoints[j, 1]),
                         score=float(p.scores[j])) for j in range(len(p.scores))]
         persons.append(PersonOut(box=[float(v) for v in p.box], box_score=p.box_score, pose_score=p.pose_score,
-                                 keypoints=kps))
-    k = len(result.persons[0].scores) if result.persons else 17
+                                 score=p.score, keypoints=kps))
     return PoseResponse(image=ImageSize(width=result.width, height=result.height), persons=persons,
-                        skeleton=list(skeleton(k)), timing_ms=result.timing_ms, batch_sizes=result.batch_sizes)
+                        skeleton=[tuple(e) for e in dataset.skeleton], timing_ms=result.timing_ms,
+                        batch_sizes=result.batch_sizes)
 
 
 def to_coco(result: PoseResult, image_id: int) -> list[CocoRecord]:
-    """COCO keypoint result records; score = box score x pose score (the usual top-down rescoring)."""
-    records = []
-    for p in result.persons:
+    """COCO keypoint result records, as `lgm-pose eval` writes them (same scoring rule, same rounding)."""
+    if not result.persons:
+        return []
+    records = to_records([image_id] * len(result.persons), np.array([p.keypoints for p in result.persons]),
+                         np.array([p.scores for p in result.persons]), [p.score for p in result.persons])
+    out = []
+    for rec, p in zip(records, result.persons, strict=True):
         x1, y1, x2, y2 = (float(v) for v in p.box)
-        flat = [float(v) for j in range(len(p.scores)) for v in (p.keypoints[j, 0], p.keypoints[j, 1], p.scores[j])]
-        records.append(CocoRecord(image_id=image_id, bbox=[x1, y1, x2 - x1, y2 - y1], keypoints=flat,
-                                  score=p.box_score * p.pose_score))
-    return records
+        out.append(CocoRecord(bbox=[x1, y1, x2 - x1, y2 - y1], **rec))
+    return out

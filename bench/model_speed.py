@@ -15,8 +15,8 @@ from torch import nn
 from tqdm import tqdm
 
 from bench.baselines import SimpleBaselineMobileNetV2
-from model.complexity import count_macs, count_params
-from model.network import build_model
+from model.nn.complexity import count_macs, count_params
+from model.nn.network import build_model
 
 
 def _export(model: nn.Module, hw: tuple[int, int], path: Path) -> None:

@@ -55,8 +55,8 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint of the coco_256x192 network at random initial weights (tests that need no training)."""
-    from model.checkpoint import save_checkpoint
-    from model.network import build_model
+    from model.nn.checkpoint import save_checkpoint
+    from model.nn.network import build_model
 
     path = tmp_path_factory.mktemp("weights") / "lgm_pose_random.pt"
     save_checkpoint(path, build_model("coco_256x192"), {"note": "random init, test only"})

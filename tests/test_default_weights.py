@@ -21,12 +21,12 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 
 from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
-from model.keypoints import COCO_NAMES  # noqa: E402
-from model.yolo import load_yolo  # noqa: E402
+from model.data.datasets import COCO  # noqa: E402
+from model.inference.yolo import load_yolo  # noqa: E402
 
-BODY = [COCO_NAMES.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip",
+BODY = [COCO.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip",
                                        "left_knee", "right_knee", "left_ankle", "right_ankle")]
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "artifacts"
-pytestmark = [pytest.mark.timeout(300),
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300),
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")]
 
 

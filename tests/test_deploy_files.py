@@ -1,12 +1,11 @@
 """The deployment files agree with the repository: docker-compose.yml, docker/Dockerfile.{cpu,cuda},
-.dockerignore, deploy/prometheus and deploy/grafana against app/settings.py, app/server.py, scripts/install.sh.
+.dockerignore, deploy/prometheus and deploy/grafana against app/settings.py, the app's routes, scripts/install.sh.
 
 No Docker engine needed: the files are parsed (YAML with pyyaml, Dockerfiles by instruction) and checked.
 """
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
 import re
@@ -19,6 +18,8 @@ import pytest
 import yaml
 
 from app.settings import Settings
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"
@@ -182,16 +183,10 @@ def test_dockerignore() -> None:
 
 # ---------------------------------------------------------------------------------------------- compose
 def route_paths() -> set[str]:
-    """Paths of the routes app/server.py declares (`@app.get("/path")` and friends), read statically."""
-    tree = ast.parse((REPO / "app" / "server.py").read_text())
-    paths = set()
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "app"
-                and node.func.attr in ("get", "post", "put", "delete", "websocket", "api_route")
-                and node.args and isinstance(node.args[0], ast.Constant)):
-            paths.add(node.args[0].value)
-    return paths
+    """Paths of the HTTP routes the service app declares (its routers under app/routes/), from its OpenAPI schema."""
+    from app.server import create_app
+
+    return set(create_app(Settings()).openapi()["paths"])
 
 
 def test_compose_services() -> None:

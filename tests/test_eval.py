@@ -15,12 +15,15 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from model.checkpoint import save_checkpoint
-from model.eval_coco import STAT_NAMES, load_coco, nms_per_image, oks_nms, rescore, score_results, to_records
-from model.evaluate import evaluate_coco, evaluate_results_file
-from model.keypoints import MPII_NAMES
-from model.network import build_model
-from model.pckh import evaluate_mpii, pckh
+from model.data.datasets import MPII
+from model.eval.coco import STAT_NAMES, load_coco, nms_per_image, score_results, to_records
+from model.eval.coco_engine import evaluate_coco, evaluate_results_file
+from model.eval.pckh import evaluate_mpii, pckh
+from model.inference.topdown import oks_nms, pose_scores
+from model.nn.checkpoint import save_checkpoint
+from model.nn.network import build_model
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +98,7 @@ def test_oks_nms_and_rescoring() -> None:
     poses[0, :3, :2] += 40.0  # ... now far off: alike only on unscored joints, kept with vis_threshold
     assert oks_nms(poses, np.array([0.5, 0.9, 0.7]), np.array([5000.0] * 3), vis_threshold=0.3) == [1, 2, 0]
     joint_scores = np.array([[0.1, 0.5, 0.9], [0.1, 0.1, 0.2]])
-    np.testing.assert_allclose(rescore(np.array([0.8, 1.0]), joint_scores), [0.8 * 0.7, 0.0])
+    np.testing.assert_allclose(np.array([0.8, 1.0]) * pose_scores(joint_scores, 0.2), [0.8 * 0.7, 0.0])
 
 
 def _mpii_entry(joints: np.ndarray, visible: np.ndarray, headbox: list[float] | None = None) -> dict:
@@ -123,7 +126,7 @@ def test_pckh_equals_hand_computation(tmp_path: Path) -> None:
     result = pckh(pred, np.array([e["joints"] for e in entries]), np.array([e["joints_vis"] for e in entries]),
                   np.array([e["headbox"] for e in entries]))
     hand = {}
-    for j, name in enumerate(MPII_NAMES):
+    for j, name in enumerate(MPII.joint_names):
         hits = [4.0 * j <= 15.0, True] if j else [True]  # right ankle: person 1 only
         hand[name] = 100.0 * sum(hits) / len(hits)
     assert result["per_joint"] == pytest.approx(hand)
@@ -131,7 +134,7 @@ def test_pckh_equals_hand_computation(tmp_path: Path) -> None:
     assert table["Head"] == pytest.approx((hand["head_top"] + hand["upper_neck"]) / 2)
     assert table["Ankle"] == pytest.approx((hand["left_ankle"] + hand["right_ankle"]) / 2)
     # Mean: correct / labelled over the 14 joints other than pelvis and thorax
-    used = [j for j, n in enumerate(MPII_NAMES) if n not in ("pelvis", "thorax")]
+    used = [j for j, n in enumerate(MPII.joint_names) if n not in ("pelvis", "thorax")]
     correct = sum((4.0 * j <= 15.0) + 1 for j in used) - 1  # right ankle of person 2 is unlabelled
     assert table["Mean"] == pytest.approx(100.0 * correct / (2 * len(used) - 1))
     assert result["head_size"] == "headbox"

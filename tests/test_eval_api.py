@@ -21,9 +21,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 
 from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
-from model.eval_coco import STAT_NAMES  # noqa: E402
+from model.eval.coco import STAT_NAMES  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = REPO / ".venv" / "bin" / "python"
 

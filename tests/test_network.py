@@ -12,10 +12,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_model, save_checkpoint
-from model.commands import model_info
-from model.export import export_onnx
-from model.network import build_model, get_config
+from model.cli.info import model_info
+from model.nn.checkpoint import CheckpointError, load_model, save_checkpoint
+from model.nn.export import export_onnx
+from model.nn.network import build_model, get_config
+
+pytestmark = pytest.mark.unit
 
 PAPER = {  # config: (params M, GMACs) from Tables 1 and 3
     "coco_256x192": (1.1, 0.6),

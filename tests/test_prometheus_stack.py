@@ -32,7 +32,7 @@ SERVICE_TARGET = "lgm-pose:8000"
 # Grafana's interval variables -> windows that hold several 1 s scrapes
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m"}
 
-pytestmark = [pytest.mark.timeout(240),
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
               pytest.mark.skipif(not PROMETHEUS.exists(), reason="/usr/bin/prometheus not installed")]
 
 

@@ -23,7 +23,7 @@ from live_server import LiveServer  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

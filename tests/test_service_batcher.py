@@ -13,6 +13,8 @@ from app.batcher import PRIORITY_BACKGROUND, DynamicBatcher
 from app.errors import QueueFull
 from app.metrics import Metrics
 
+pytestmark = pytest.mark.unit
+
 
 class Recorder:
     """forward(): heatmap = crop value, records each batch's crop values; can be held back by a gate."""

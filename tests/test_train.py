@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 CLI = [sys.executable, "-m", "app.cli"]
 
 
@@ -68,8 +70,8 @@ def test_resume_continues_with_identical_loss(data_root: Path, tmp_path: Path) -
 def test_init_fine_tunes_from_checkpoint_weights(data_root: Path, tmp_path: Path, random_checkpoint: Path) -> None:
     import torch
 
-    from model.checkpoint import read_checkpoint
-    from model.network import build_model
+    from model.nn.checkpoint import read_checkpoint
+    from model.nn.network import build_model
 
     data = make_subset(data_root, tmp_path / "data", 2)
     run("train", "--data", str(data), "--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "4",

@@ -24,7 +24,7 @@ from live_server import free_port, wait_ready
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
 MAX_FRAME_BYTES = 1_000_000
 

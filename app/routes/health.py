@@ -1,0 +1,36 @@
+"""Liveness, readiness (which weights are served) and the Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from app.deps import ServiceDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/readyz", summary="Readiness and which weights are served", responses={503: {}})
+async def readyz(service: ServiceDep) -> JSONResponse:
+    body: dict[str, Any] = {"ready": service.ready, "status": "ready" if service.ready else "loading"}
+    if service.load_error:
+        body.update(status="failed", error=service.load_error)
+    if service.info is not None:
+        body["model"] = service.info.as_dict()
+        body["detector"] = str(service.settings.resolved_detector_weights())
+    return JSONResponse(body, status_code=200 if service.ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def prometheus(service: ServiceDep) -> Response:
+    if service.batcher is not None:
+        service.metrics.queue_depth.set(service.batcher.depth())
+    data, content_type = service.metrics.render()
+    return Response(data, media_type=content_type)

@@ -1,0 +1,67 @@
+"""POST /pose and POST /pose/render: an image in, every person's box and keypoints out (JSON, COCO or JPEG)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.deps import MetaDep, PipelineDep, SettingsDep
+from app.pipeline import PoseResult
+from app.render import render
+from app.request_input import parse_params, read_image_and_params
+from app.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
+
+router = APIRouter(tags=["pose"])
+
+IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+POSE_REQUEST_DOC: dict[str, Any] = {
+    "parameters": [
+        {"name": "boxes", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "JSON [[x1,y1,x2,y2(,score)], ...]: skip detection, boxes returned exactly"},
+        {"name": "det_conf", "in": "query", "required": False, "schema": {"type": "number"}},
+        {"name": "kpt_thr", "in": "query", "required": False, "schema": {"type": "number"}},
+        {"name": "max_persons", "in": "query", "required": False, "schema": {"type": "integer"}},
+        {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "coco"]}},
+        {"name": "image_id", "in": "query", "required": False, "schema": {"type": "integer"}},
+    ],
+    "requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+            "image": {"type": "string", "format": "binary"}, "boxes": {"type": "string"},
+            "det_conf": {"type": "number"}, "kpt_thr": {"type": "number"}, "max_persons": {"type": "integer"}}}},
+        "image/jpeg": IMAGE_BODY, "image/png": IMAGE_BODY, "image/webp": IMAGE_BODY, "image/bmp": IMAGE_BODY}},
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+
+
+async def run_pose(request: Request, pipeline: PipelineDep,
+                   settings: SettingsDep) -> tuple[np.ndarray, PoseResult, dict[str, str]]:
+    data, raw = await read_image_and_params(request, settings)
+    image, result = await pipeline.estimate_bytes(data, parse_params(raw, settings))
+    return image, result, raw
+
+
+@router.post("/pose", response_model=PoseResponse | list[CocoRecord], responses=ERROR_RESPONSES,
+             openapi_extra=POSE_REQUEST_DOC, summary="Detect persons and estimate their keypoints")
+async def pose(request: Request, pipeline: PipelineDep, settings: SettingsDep, meta: MetaDep) -> Any:
+    _, result, raw = await run_pose(request, pipeline, settings)
+    if raw.get("format") == "coco":
+        try:
+            image_id = int(raw.get("image_id", 0))
+        except ValueError:
+            image_id = 0
+        return [r.model_dump() for r in to_coco(result, image_id)]
+    return to_response(result, meta.dataset).model_dump()
+
+
+@router.post("/pose/render", responses={200: {"content": {"image/jpeg": {}}}, **ERROR_RESPONSES},
+             openapi_extra=POSE_REQUEST_DOC, response_class=Response, summary="JPEG with boxes and skeletons")
+async def pose_render(request: Request, pipeline: PipelineDep, settings: SettingsDep, meta: MetaDep) -> Response:
+    image, result, raw = await run_pose(request, pipeline, settings)
+    kpt_thr = parse_params(raw, settings).kpt_thr
+    jpeg = await asyncio.to_thread(render, image, result, meta.dataset.skeleton, kpt_thr)
+    return Response(jpeg, media_type="image/jpeg")

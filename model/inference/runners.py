@@ -1,0 +1,76 @@
+"""Pose runners: (B, 3, H, W) float32 crops -> (B, K, h, w) float32 heatmaps, with PyTorch or ONNX Runtime.
+
+Every runner knows what it serves (`meta`: dataset metadata and codec, whose `input_hw` is the network input).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from model.data.meta import META_KEY, PoseMeta
+
+
+class Runner(Protocol):
+    """A forward pass: numpy batch in, numpy heatmaps out (called from one thread at a time)."""
+
+    name: str
+    meta: PoseMeta
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class TorchRunner:
+    """A heatmap network in PyTorch, no gradients; half precision when `fp16` and the device is CUDA."""
+
+    name = "torch"
+
+    def __init__(self, model, device: str = "cpu", fp16: bool = False) -> None:
+        import torch
+
+        from model.data.meta import pose_meta_of
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.fp16 = bool(fp16 and self.device.type == "cuda")
+        model = model.to(self.device).eval()
+        self.model = model.half() if self.fp16 else model
+        self.meta = pose_meta_of(model)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            out = self.model(x.half() if self.fp16 else x)
+        return out.float().cpu().numpy()
+
+
+class OnnxRunner:
+    """ONNX Runtime on CPU over an export of `lgm-pose export` (input `input`, output `heatmaps`, metadata)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = Path(onnx_path)
+        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        stored = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if stored is None:
+            raise ValueError(f"{self.path} carries no {META_KEY} metadata: export it again with `lgm-pose export`")
+        self.meta = PoseMeta.from_json(stored)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(["heatmaps"], {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+def as_runner(model_or_runner, device: str = "cpu") -> Runner:
+    """An nn.Module becomes a TorchRunner; a runner is used as it is."""
+    if hasattr(model_or_runner, "meta") and callable(model_or_runner):
+        return model_or_runner
+    return TorchRunner(model_or_runner, device)

@@ -1,0 +1,35 @@
+"""ONNX export with a dynamic batch axis; the model's config, dataset metadata and codec go into its metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from model.data.meta import CONFIG_KEY, META_KEY, pose_meta_of
+from model.nn.network import LGMPose
+
+
+def export_onnx(model: LGMPose, out: str | Path, opset: int = 17) -> Path:
+    """Export `model` (eval mode) to ONNX; input `input` (B,3,H,W), output `heatmaps` (B,K,H/4,W/4).
+
+    The export's metadata carries `lgm_pose_meta` (joint names, flip pairs, skeleton, sigmas, codec) and
+    `lgm_pose_config`, so a runtime without PyTorch knows what it serves.
+    """
+    import onnx
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    dummy = torch.zeros(2, 3, *model.cfg.input_hw)
+    torch.onnx.export(
+        model, (dummy,), str(out), input_names=["input"], output_names=["heatmaps"],
+        dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}}, opset_version=opset, dynamo=False,
+    )
+    graph = onnx.load(str(out))
+    for key, value in ((META_KEY, pose_meta_of(model).to_json()), (CONFIG_KEY, json.dumps(model.cfg.to_dict()))):
+        entry = graph.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(graph, str(out))
+    return out

@@ -1,0 +1,96 @@
+"""One top-down path: the service's COCO output equals `lgm-pose eval`'s for the same images and boxes.
+
+A real server (torch backend, the shipped weights, flip test as served) answers POST /pose?format=coco with
+the ground-truth boxes of real coco-mini images; the evaluation engine runs the same boxes through its own
+runner. Same scoring rule, OKS-NMS and clipping: keypoints within 0.5 px, instance scores within 0.001.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from live_server import LiveServer  # noqa: E402
+
+from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
+from model.eval.coco import gt_boxes, load_coco  # noqa: E402
+from model.eval.coco_engine import evaluate_coco  # noqa: E402
+from model.inference.runners import TorchRunner  # noqa: E402
+from model.nn.checkpoint import load_model  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def weights(random_checkpoint: Path) -> Path:
+    return DEFAULT_POSE_WEIGHTS if DEFAULT_POSE_WEIGHTS.is_file() else random_checkpoint
+
+
+@pytest.fixture(scope="module")
+def server(weights: Path):
+    live = LiveServer(Settings(pose_weights=weights, backend="torch", max_wait_ms=5, torch_threads=2))
+    yield live
+    live.stop()
+
+
+def test_service_coco_output_equals_eval(server: LiveServer, weights: Path, data_root: Path, tmp_path: Path) -> None:
+    ann = data_root / "coco-mini" / "annotations" / "person_keypoints_train2017.json"
+    image_dir = data_root / "coco-mini" / "images" / "train2017"
+    coco = load_coco(ann)
+    boxes = gt_boxes(coco, sorted(coco.getImgIds()))
+    counts: dict[int, int] = {}
+    for b in boxes:
+        counts[b["image_id"]] = counts.get(b["image_id"], 0) + 1
+    ids = sorted(i for i, n in counts.items() if n >= 2)[:3] + sorted(i for i, n in counts.items() if n == 1)[:2]
+    runner = TorchRunner(load_model(weights))
+    result = evaluate_coco(runner, ann, image_dir, "gt", flip=True, image_ids=ids, results_path=tmp_path / "kp.json")
+    expected = json.loads((tmp_path / "kp.json").read_text())
+    served = []
+    for image_id in ids:
+        xyxy = [[x, y, x + w, y + h] for b in boxes if b["image_id"] == image_id for x, y, w, h in [b["bbox"]]]
+        data = (image_dir / coco.imgs[image_id]["file_name"]).read_bytes()
+        r = httpx.post(server.url + "/pose", params={"format": "coco", "image_id": image_id},
+                       files={"image": ("x.jpg", data, "image/jpeg")}, data={"boxes": json.dumps(xyxy)}, timeout=120)
+        assert r.status_code == 200, r.text
+        served += r.json()
+    assert result["counts"]["results_after_nms"] == len(expected) == len(served) >= 7
+    for ours, theirs in zip(served, expected, strict=True):
+        assert ours["image_id"] == theirs["image_id"]
+        a = np.array(ours["keypoints"]).reshape(-1, 3)
+        b = np.array(theirs["keypoints"]).reshape(-1, 3)
+        assert np.abs(a[:, :2] - b[:, :2]).max() <= 0.5
+        assert np.abs(a[:, 2] - b[:, 2]).max() <= 0.001
+        assert abs(ours["score"] - theirs["score"]) <= 0.001
+
+
+def test_mpii_checkpoint_served_with_mpii_joint_names(data_root: Path, tmp_path: Path, bus_path: Path) -> None:
+    """An MPII model, served through its ONNX export (metadata read back without torch), answers in MPII joints."""
+    from websockets.sync.client import connect
+
+    from model.data.datasets import MPII
+    from model.nn.checkpoint import save_checkpoint
+    from model.nn.network import build_model
+
+    weights = tmp_path / "mpii.pt"
+    save_checkpoint(weights, build_model("mpii_256x256"))
+    live = LiveServer(Settings(pose_weights=weights, backend="onnxruntime", onnx_cache_dir=tmp_path, torch_threads=2))
+    try:
+        assert live.ready["model"]["dataset"] == "mpii" and live.ready["model"]["num_joints"] == 16
+        r = httpx.post(live.url + "/pose", files={"image": ("bus.jpg", bus_path.read_bytes(), "image/jpeg")},
+                       data={"boxes": "[[50, 400, 250, 900]]"}, timeout=120)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [k["name"] for k in body["persons"][0]["keypoints"]] == list(MPII.joint_names)
+        assert [tuple(e) for e in body["skeleton"]] == list(MPII.skeleton)
+        with connect(live.url.replace("http", "ws") + "/ws/pose") as ws:
+            hello = json.loads(ws.recv(timeout=30))
+        assert hello["keypoint_names"] == list(MPII.joint_names)
+    finally:
+        live.stop()

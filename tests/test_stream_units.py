@@ -1,0 +1,88 @@
+"""Unit tests of the stream's parts: IoU tracker, One Euro smoother, stream control parsing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from app.stream.session import ControlError, StreamState, apply_control
+from app.stream.smoothing import OneEuroFilter, TrackSmoother
+from app.stream.tracking import IouTracker, iou_matrix
+
+pytestmark = pytest.mark.unit
+
+
+def test_iou_matrix_known_values() -> None:
+    a = np.array([[0, 0, 10, 10]], dtype=float)
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], dtype=float)
+    np.testing.assert_allclose(iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+
+
+def test_tracker_keeps_ids_through_motion_and_a_missed_frame() -> None:
+    tracker = IouTracker(iou_threshold=0.3, max_age=2)
+    left, right = np.array([0, 0, 20, 40.0]), np.array([100, 0, 120, 40.0])
+    first = tracker.update(np.stack([left, right]))
+    assert first == [1, 2]
+    shift = np.array([4, 0, 4, 0.0])
+    assert tracker.update(np.stack([right + shift, left + shift])) == [2, 1]  # order of boxes does not matter
+    assert tracker.update(left[None] + 2 * shift) == [1]  # person 2 missed one frame ...
+    assert tracker.update(np.stack([left + 3 * shift, right + 3 * shift])) == [1, 2]  # ... and keeps its id
+    assert tracker.live_ids() == {1, 2}
+
+
+def test_tracker_forgets_after_max_age_and_gives_new_ids() -> None:
+    tracker = IouTracker(iou_threshold=0.3, max_age=1)
+    box = np.array([[0, 0, 20, 40.0]])
+    assert tracker.update(box) == [1]
+    tracker.update(np.zeros((0, 4)))
+    tracker.update(np.zeros((0, 4)))
+    assert tracker.live_ids() == set()
+    assert tracker.update(box) == [2]
+
+
+def test_one_euro_passes_first_sample_and_smooths_jitter_at_rest() -> None:
+    filt = OneEuroFilter(min_cutoff=1.0, beta=0.0)
+    np.testing.assert_array_equal(filt(np.array([5.0]), 0.0), [5.0])
+    rng = np.random.default_rng(0)
+    noisy = 5.0 + rng.normal(0, 1.0, 300)
+    out = np.array([filt(np.array([v]), (i + 1) / 30)[0] for i, v in enumerate(noisy)])
+    assert out[50:].std() < 0.5 * noisy[50:].std()
+
+
+def test_one_euro_follows_fast_motion_with_small_lag() -> None:
+    """With beta > 0 the cutoff grows with speed: a ramp of 300 px/s is followed within a few px."""
+    slow, fast = OneEuroFilter(1.0, 0.0), OneEuroFilter(1.0, 0.05)
+    t = np.arange(60) / 30
+    x = 300.0 * t
+    lag_slow = x[-1] - [slow(np.array([v]), s) for v, s in zip(x, t, strict=True)][-1][0]
+    lag_fast = x[-1] - [fast(np.array([v]), s) for v, s in zip(x, t, strict=True)][-1][0]
+    assert lag_fast < 0.3 * lag_slow and lag_fast < 10
+
+
+def test_track_smoother_forgets_ended_tracks() -> None:
+    smoother = TrackSmoother(1.0, 0.01, 1.0)
+    smoother.smooth(1, np.zeros((17, 2)), 0.0)
+    smoother.smooth(2, np.zeros((17, 2)), 0.0)
+    smoother.retain({2})
+    assert len(smoother) == 1
+
+
+def _stream() -> StreamState:
+    return StreamState(det_conf=0.25, kpt_thr=0.3, max_persons=20, smoothing=True, tracker=IouTracker(),
+                       smoother=TrackSmoother(1.0, 0.01, 1.0))
+
+
+def test_control_applies_bounded_parameters() -> None:
+    st = _stream()
+    assert apply_control(st, {"det_conf": 0.5, "max_persons": 3, "smoothing": False}) is True
+    assert (st.det_conf, st.max_persons, st.smoothing) == (0.5, 3, False)
+    assert apply_control(st, {"frame_id": 7, "timestamp_ms": 1500}) is False
+    assert st.next_frame_id == 7 and math.isclose(st.next_timestamp_s, 1.5)
+
+
+@pytest.mark.parametrize("msg", [[1, 2], {"det_conf": 2.0}, {"kpt_thr": "x"}, {"max_persons": 0}])
+def test_control_refuses_bad_messages(msg) -> None:
+    with pytest.raises(ControlError):
+        apply_control(_stream(), msg)
