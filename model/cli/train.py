@@ -115,7 +115,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--occlusion-prob", type=float, default=0.0, help="random patches pasted over the crop")
     p.add_argument("--photometric-prob", type=float, default=0.0, help="colour jitter, blur, JPEG artefacts")
     p.add_argument("--no-augment", action="store_true", help="no scale/rotation/flip/half-body (overfit checks)")
-    p.add_argument("--no-bf16", action="store_true", help="CPU: train in fp32 instead of bf16 autocast")
+    p.add_argument("--no-bf16", action="store_true", help="CPU: fp32 even where the CPU has native bf16 "
+                   "(bf16 autocast is used only there)")
     p.add_argument("--samples-per-epoch", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this wall time (checkpoint kept)")
     p.add_argument("--init", help="start from this checkpoint's weights with a fresh optimiser (fine-tuning)")
