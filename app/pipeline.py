@@ -22,7 +22,7 @@ from app.decode_image import decode_image
 from app.errors import QueueFull
 from app.metrics import Metrics
 from app.settings import Settings
-from model.inference.detector import PersonDetector
+from model.inference.detector import Detector
 from model.inference.topdown import Poses, TopDown
 
 
@@ -62,7 +62,7 @@ class PoseResult:
 class PosePipeline:
     """Owns the detector thread and the admission counter; shares the batcher with other callers."""
 
-    def __init__(self, settings: Settings, topdown: TopDown, detector: PersonDetector, batcher: DynamicBatcher,
+    def __init__(self, settings: Settings, topdown: TopDown, detector: Detector, batcher: DynamicBatcher,
                  metrics: Metrics) -> None:
         self.settings = settings
         self.topdown = topdown

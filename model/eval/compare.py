@@ -1,7 +1,7 @@
 """One comparison on a COCO-format set, scored by pycocotools (`lgm-pose compare`).
 
 (a) LGM-Pose with ground-truth boxes; (b) the service pipeline: the service's person detector
-(`PersonDetector`, same settings) and the one top-down path (`TopDown`, flip and scoring as served);
+(ONNX Runtime, same settings) and the one top-down path (`TopDown`, flip and scoring as served);
 (c) YOLO11n-pose's own keypoints on the same images.
 """
 
@@ -18,7 +18,7 @@ from model.data.layout import resolve_split, split_data_arg
 from model.eval.coco import load_coco, score_results
 from model.eval.coco_engine import evaluate_coco
 from model.eval.predict import read_image
-from model.inference.detector import PersonDetector
+from model.inference.loader import build_detector
 from model.inference.yolo import default_yolo_weights, load_yolo
 from model.nn.checkpoint import load_model
 
@@ -29,7 +29,7 @@ def service_detections(ann_file: Path, image_dir: Path, weights: str | None, img
                        max_persons: int) -> list[dict]:
     """Person boxes of the service's detector on every image, as COCO detection results (for b)."""
     coco = load_coco(ann_file)
-    detector = PersonDetector(weights or default_yolo_weights(), "cpu", imgsz)
+    detector = build_detector(Path(weights) if weights else default_yolo_weights(), "cpu", imgsz)  # as served
     detections = []
     for image_id in tqdm(coco.getImgIds(), desc="service detector", unit="img"):
         image = read_image(image_dir / coco.imgs[image_id]["file_name"])

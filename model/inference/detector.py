@@ -1,12 +1,26 @@
-"""Person detector: an Ultralytics YOLO model loaded by file path, offline, person boxes only (class 0)."""
+"""Person detector in PyTorch: an Ultralytics YOLO model loaded by file path, offline, persons only (class 0).
+
+The CUDA path; on CPU the service runs the same model in ONNX Runtime (`model.inference.onnx_detector`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from model.inference.yolo import load_yolo
+
+
+class Detector(Protocol):
+    """What the pipeline needs of a person detector (PyTorch or ONNX Runtime)."""
+
+    weights: Path
+
+    def detect(self, image_bgr: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def warm_up(self) -> None: ...
 
 
 class PersonDetector:

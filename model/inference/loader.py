@@ -24,6 +24,7 @@ from model.nn.network import LGMPose, NetConfig, build_model
 log = logging.getLogger("lgm_pose.model")
 DEFAULT_CONFIG = "coco_256x192"
 BANNER = "!" * 100
+DEFAULT_EXPORT_DIR = Path(__file__).resolve().parents[2] / "weights"  # where exports of packaged weights go
 EXPORT_FORMAT = 2  # bump when the export changes (2: dataset metadata and codec in the ONNX metadata)
 
 
@@ -113,3 +114,15 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
                      weights_loaded=loaded, backend=backend, device=device,
                      onnx_path=str(onnx_path) if onnx_path else None, checkpoint_meta=meta)
     return runner, info
+
+
+def build_detector(weights: Path, device: str = "cpu", imgsz: int = 640, fp16: bool = False,
+                   backend: str = "onnxruntime", cache_dir: Path | None = None, threads: int | None = None):
+    """The person detector: ONNX Runtime over a cached export (CPU), or Ultralytics' PyTorch model (CUDA)."""
+    from model.inference.detector import PersonDetector
+    from model.inference.onnx_detector import OnnxPersonDetector, export_yolo_onnx
+
+    if backend == "onnxruntime":
+        onnx = export_yolo_onnx(weights, cache_dir or DEFAULT_EXPORT_DIR)
+        return OnnxPersonDetector(onnx, imgsz, threads)
+    return PersonDetector(weights, device, imgsz, fp16)
