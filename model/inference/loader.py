@@ -1,31 +1,23 @@
-"""Load the LGM-Pose network to serve, say loudly which weights those are, and build its runner.
+"""Build what the service runs: the pose runner and the person detector, from checkpoints or from ONNX files.
 
-Missing weights file -> random initial weights with a loud warning (log, /readyz, /metrics). For the
-onnxruntime backend the model is exported at start-up to `<weights>.onnx` (or `onnx_cache_dir`), again
-whenever the weights file, the config or the exporter changed (a JSON stamp sits beside the export).
+A `.onnx` pose model (an `lgm-pose export`, metadata inside) or detector is served by ONNX Runtime without
+PyTorch; a checkpoint is loaded with PyTorch (`torch_loader`) and, for the onnxruntime backend, exported once
+to a cached ONNX file. Missing pose weights -> random initial weights with a loud warning.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from model.inference.runners import OnnxRunner, Runner, TorchRunner
-from model.nn.checkpoint import load_model, read_checkpoint
-from model.nn.export import export_onnx
-from model.nn.network import LGMPose, NetConfig, build_model
+from model.data.meta import CONFIG_KEY
+from model.inference.runners import OnnxRunner, Runner
 
 log = logging.getLogger("lgm_pose.model")
-DEFAULT_CONFIG = "coco_256x192"
-BANNER = "!" * 100
 DEFAULT_EXPORT_DIR = Path(__file__).resolve().parents[2] / "weights"  # where exports of packaged weights go
-EXPORT_FORMAT = 2  # bump when the export changes (2: dataset metadata and codec in the ONNX metadata)
 
 
 @dataclass
@@ -50,79 +42,52 @@ class ModelInfo:
         return data
 
 
-def load_network(weights: Path, config: str | None) -> tuple[LGMPose, bool, dict[str, Any]]:
-    """The network and whether its weights came from the weights file (and the checkpoint's metadata)."""
-    path = Path(weights)
-    if path.is_file():
-        model = load_model(path, config)
-        meta = read_checkpoint(path).get("meta") or {}
-        log.info("LGM-Pose weights loaded from %s (config %s)", path, model.cfg.name)
-        return model, True, dict(meta)
-    model = build_model(config or DEFAULT_CONFIG).eval()
-    log.warning("\n%s\n!! LGM-Pose weights NOT FOUND at %s\n!! serving RANDOM INITIAL WEIGHTS (%s): keypoints "
-                "are meaningless until trained weights are there\n%s", BANNER, path, model.cfg.name, BANNER)
-    return model, False, {}
-
-
-def _stamp(weights: Path | None, cfg: NetConfig) -> dict[str, Any]:
-    st = weights.stat() if weights is not None else None
-    return {"weights": str(weights), "size": st.st_size if st else None, "mtime_ns": st.st_mtime_ns if st else None,
-            "config": cfg.to_dict(), "torch": torch.__version__, "format": EXPORT_FORMAT}
-
-
-def onnx_export_cached(model: LGMPose, weights: Path | None, cache_dir: Path | None) -> Path:
-    """Export `model` to ONNX unless an up-to-date export of the same weights is already cached."""
-    if weights is None:  # random init: weights differ every start, export into a fresh temporary folder
-        out = Path(tempfile.mkdtemp(prefix="lgm_pose_onnx_")) / f"{model.cfg.name}_random.onnx"
-        return export_onnx(model, out)
-    out = (cache_dir or weights.parent) / (weights.stem + ".onnx")
-    stamp_path = out.with_suffix(".onnx.json")
-    stamp = _stamp(weights, model.cfg)
-    try:
-        if out.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
-            log.info("ONNX export up to date: %s", out)
-            return out
-        log.info("exporting ONNX to %s", out)
-        export_onnx(model, out)
-        stamp_path.write_text(json.dumps(stamp, indent=1))
-        return out
-    except OSError as exc:  # read-only weights folder: export into a temporary folder instead
-        log.warning("cannot write ONNX cache next to %s (%s); exporting to a temporary folder", weights, exc)
-        return export_onnx(model, Path(tempfile.mkdtemp(prefix="lgm_pose_onnx_")) / out.name)
-
-
 def build_runner(weights: Path, config: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
                  fp16: bool = False, threads: int | None = None,
                  onnx_cache_dir: Path | None = None) -> tuple[Runner, ModelInfo]:
-    """Load the network and wrap it in the backend; the runner carries the model's dataset metadata and codec."""
-    model, loaded, meta = load_network(weights, config)
-    cfg = model.cfg
+    """The pose runner for `weights` (a checkpoint, or an ONNX export served without PyTorch) and what it serves."""
     weights_path = Path(weights)
+    if weights_path.suffix == ".onnx":
+        runner: Runner = OnnxRunner(weights_path, threads)
+        stored = runner.session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
+        name = json.loads(stored)["name"] if stored else weights_path.stem
+        return runner, _info(runner, name, str(weights_path), True, "onnxruntime", "cpu", weights_path, {})
+    from model.inference.runners import TorchRunner
+    from model.inference.torch_loader import load_network, onnx_export_cached
+
+    model, loaded, meta = load_network(weights_path, config)
     onnx_path: Path | None = None
     if backend == "onnxruntime":
         if device != "cpu":
             log.warning("backend onnxruntime runs on cpu here; device=%s ignored", device)
         onnx_path = onnx_export_cached(model, weights_path if loaded else None, onnx_cache_dir)
-        runner: Runner = OnnxRunner(onnx_path, threads)
+        runner = OnnxRunner(onnx_path, threads)
         device = "cpu"
     else:
         runner = TorchRunner(model, device, fp16)
-    name = str(weights_path) if loaded else f"random-init (missing {weights_path})"
+    shown = str(weights_path) if loaded else f"random-init (missing {weights_path})"
+    return runner, _info(runner, model.cfg.name, shown, loaded, backend, device, onnx_path, meta)
+
+
+def _info(runner: Runner, config: str, weights: str, loaded: bool, backend: str, device: str,
+          onnx_path: Path | None, meta: dict[str, Any]) -> ModelInfo:
     codec = runner.meta.codec
-    info = ModelInfo(config=cfg.name, input_hw=tuple(codec.input_hw), heatmap_hw=tuple(codec.heatmap_hw),
-                     num_joints=runner.meta.dataset.num_joints, dataset=runner.meta.dataset.name, weights=name,
+    return ModelInfo(config=config, input_hw=tuple(codec.input_hw), heatmap_hw=tuple(codec.heatmap_hw),
+                     num_joints=runner.meta.dataset.num_joints, dataset=runner.meta.dataset.name, weights=weights,
                      weights_loaded=loaded, backend=backend, device=device,
                      onnx_path=str(onnx_path) if onnx_path else None, checkpoint_meta=meta)
-    return runner, info
 
 
 def build_detector(weights: Path, device: str = "cpu", imgsz: int = 640, fp16: bool = False,
                    backend: str = "onnxruntime", cache_dir: Path | None = None, threads: int | None = None):
-    """The person detector: ONNX Runtime over a cached export (CPU), or Ultralytics' PyTorch model (CUDA)."""
-    from model.inference.detector import PersonDetector
+    """The person detector: ONNX Runtime over an ONNX file or a cached export (CPU), or Ultralytics' PyTorch model."""
     from model.inference.onnx_detector import OnnxPersonDetector, export_yolo_onnx
 
+    if Path(weights).suffix == ".onnx":
+        return OnnxPersonDetector(weights, imgsz, threads)
     if backend == "onnxruntime":
         onnx = export_yolo_onnx(weights, cache_dir or DEFAULT_EXPORT_DIR)
         return OnnxPersonDetector(onnx, imgsz, threads)
+    from model.inference.detector import PersonDetector
+
     return PersonDetector(weights, device, imgsz, fp16)
