@@ -61,24 +61,50 @@ async def read_image_and_params(request: Request, settings: Settings) -> tuple[b
     return await _read_body(request, limit), raw
 
 
-def _number(raw: dict[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    if raw.get(name) in (None, ""):
-        return default
-    try:
-        value = float(raw[name])
-    except ValueError as exc:
-        raise BadParameter(f"{name} must be a number, got {raw[name]!r}") from exc
-    if not (lo <= value <= hi):
-        raise BadParameter(f"{name} must be within [{lo}, {hi}], got {value}")
-    return value
+MAX_NUMBER_CHARS = 32
+MAX_COORD = 1e5  # box coordinates (pixels) beyond any accepted image
+
+
+def option_bounds(name: str, settings: Settings) -> tuple[type, float, float]:
+    """Type and bounds of a pose option, the same for POST /pose and WS /ws/pose controls."""
+    return {"det_conf": (float, 0.0, 1.0), "kpt_thr": (float, 0.0, 1.0),
+            "max_persons": (int, 1, settings.max_persons)}[name]
+
+
+def parse_option(name: str, value: Any, settings: Settings) -> float | int:
+    """A pose option from a query/form string or a JSON value: finite, within bounds, an integer where one is due."""
+    kind, lo, hi = option_bounds(name, settings)
+    if isinstance(value, str):
+        if len(value) > MAX_NUMBER_CHARS:
+            raise BadParameter(f"{name} must be a number of at most {MAX_NUMBER_CHARS} characters")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BadParameter(f"{name} must be a number") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            raise BadParameter(f"{name} is out of range") from None
+    else:
+        raise BadParameter(f"{name} must be a number")
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise BadParameter(f"{name} must be within [{lo:g}, {hi:g}]")
+    if kind is int and number != int(number):
+        raise BadParameter(f"{name} must be a whole number")
+    return kind(number)
+
+
+def _option(raw: dict[str, str], name: str, default: float | int, settings: Settings) -> float | int:
+    return default if raw.get(name) in (None, "") else parse_option(name, raw[name], settings)
 
 
 def parse_boxes(text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """JSON [[x1,y1,x2,y2(,score)], ...] -> boxes (N, 4) and scores (N,) (1.0 where not given)."""
     try:
         value: Any = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadBoxes(f"boxes is not valid JSON: {exc}") from exc
+    except (json.JSONDecodeError, RecursionError, ValueError) as exc:  # ValueError: integers of > 4300 digits
+        raise BadBoxes(f"boxes is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(value, list):
         raise BadBoxes("boxes must be a JSON list of [x1, y1, x2, y2] or [x1, y1, x2, y2, score]")
     if len(value) > limit:
@@ -86,9 +112,11 @@ def parse_boxes(text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
     boxes, scores = [], []
     for i, box in enumerate(value):
         ok = isinstance(box, list) and len(box) in (4, 5) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= MAX_COORD
+            for v in box)
         if not ok:
-            raise BadBoxes(f"box {i} must be [x1, y1, x2, y2] or [x1, y1, x2, y2, score] of finite numbers")
+            raise BadBoxes(f"box {i} must be [x1, y1, x2, y2] or [x1, y1, x2, y2, score] of numbers within "
+                           f"+-{MAX_COORD:g}")
         if box[2] <= box[0] or box[3] <= box[1]:
             raise BadBoxes(f"box {i} must have x2 > x1 and y2 > y1, got {box[:4]}")
         boxes.append([float(v) for v in box[:4]])
@@ -98,14 +126,13 @@ def parse_boxes(text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
 
 def parse_params(raw: dict[str, str], settings: Settings) -> PoseParams:
     """Validated PoseParams from raw strings; request limits never exceed the service settings."""
-    max_persons = int(_number(raw, "max_persons", settings.max_persons, 1, settings.max_persons))
-    params = PoseParams(det_conf=_number(raw, "det_conf", settings.detector_conf, 0.0, 1.0),
-                        kpt_thr=_number(raw, "kpt_thr", settings.kpt_score_threshold, 0.0, 1.0),
-                        max_persons=max_persons)
+    params = PoseParams(det_conf=_option(raw, "det_conf", settings.detector_conf, settings),
+                        kpt_thr=_option(raw, "kpt_thr", settings.kpt_score_threshold, settings),
+                        max_persons=int(_option(raw, "max_persons", settings.max_persons, settings)))
     if raw.get("boxes"):
         params.boxes, params.box_scores = parse_boxes(raw["boxes"], settings.max_persons)
         params.max_persons = settings.max_persons
     fmt = raw.get("format", "json")
     if fmt not in ("json", "coco"):
-        raise BadParameter(f"format must be 'json' or 'coco', got {fmt!r}")
+        raise BadParameter("format must be 'json' or 'coco'")
     return params

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
@@ -17,6 +19,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.batcher import DynamicBatcher
 from app.deps import ServiceState
@@ -31,6 +34,12 @@ from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 
 log = logging.getLogger("lgm_pose.server")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(given: str | None) -> str:
+    """The client's X-Request-ID when it is short and plain, else a new one."""
+    return given if given and REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
 
 
 def _load(s: Settings):
@@ -98,11 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.middleware("http")
     async def observe(request: Request, call_next):
         start = time.perf_counter()
+        request.state.request_id = request_id(request.headers.get("x-request-id"))
         metrics.requests_in_flight.inc()
         status = 500
         try:
             response = await call_next(request)
             status = response.status_code
+            response.headers["X-Request-ID"] = request.state.request_id
             return response
         finally:
             metrics.requests_in_flight.dec()
@@ -110,22 +121,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.request_duration.labels(route=getattr(route, "path", "other"), status=str(status)).observe(
                 time.perf_counter() - start)
 
-    def error_response(status: int, type_: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    def error_response(request: Request, status: int, type_: str, message: str,
+                       headers: dict[str, str] | None = None) -> JSONResponse:
+        """The one error shape: {"error": {"type", "message", "request_id"}}."""
         metrics.errors.labels(type=type_).inc()
-        return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status, headers=headers)
+        rid = getattr(request.state, "request_id", None) or request_id(None)
+        return JSONResponse({"error": {"type": type_, "message": message, "request_id": rid}}, status_code=status,
+                            headers={**(headers or {}), "X-Request-ID": rid})
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.type, exc.message, exc.headers)
+        return error_response(request, exc.status, exc.type, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, type_, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "validation_error", str(exc.errors()))
+        where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
+        return error_response(request, 422, "validation_error", where[:1000])  # never the raw input
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s", request.url.path)
-        return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        rid = getattr(request.state, "request_id", "-")
+        log.exception("internal error on %s (request id %s)", request.url.path, rid)
+        return error_response(request, 500, "internal_error", f"internal error; request id {rid}")
 
     app.include_router(pose.router)
     app.include_router(health.router)

@@ -49,9 +49,15 @@ class Settings(BaseSettings):
                                        "-27 percent requests/s, torch 2.5x frame time); 0 keeps glibc's default")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
     log_level: str = "info"
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="on SIGTERM, wait at most this long for open "
+                                      "requests and connections before the process exits")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
                                     "beyond it the socket is closed with code 1009")
     ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
+    ws_detect_every: int = Field(1, ge=1, description="streams: run the person detector every N frames; in "
+                                 "between, boxes come from each person's last keypoints (1: every frame)")
+    ws_redetect_pose_score: float = Field(0.4, ge=0.0, le=1.0, description="streams: detect again at once when a "
+                                          "person's pose score falls below this")
     ws_smoothing: bool = Field(True, description="One Euro keypoint smoothing on by default for new streams")
     one_euro_min_cutoff: float = Field(1.0, gt=0.0, description="One Euro filter cutoff at rest (Hz)")
     one_euro_beta: float = Field(0.01, ge=0.0, description="One Euro filter speed coefficient (per px/s)")

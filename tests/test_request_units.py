@@ -23,7 +23,8 @@ def test_boxes_parsed_with_default_scores() -> None:
 
 
 @pytest.mark.parametrize("text", ["[[1, 2, 3", "{}", "[[1, 2, 3]]", "[[5, 5, 1, 9]]", '[["a", 1, 2, 3]]',
-                                  "[[1, 2, 3, 4, true]]", "[[0, 0, 1e400, 4]]"])
+                                  "[[1, 2, 3, 4, true]]", "[[0, 0, 1e400, 4]]", "[" * 100_000 + "]" * 100_000,
+                                  "[[0, 0, " + "9" * 5000 + ", 4]]"])
 def test_bad_boxes_refused(text: str) -> None:
     with pytest.raises(BadBoxes):
         parse_boxes(text, 20)
@@ -41,7 +42,8 @@ def test_params_defaults_and_bounds() -> None:
 
 
 @pytest.mark.parametrize("raw", [{"max_persons": "21"}, {"det_conf": "-0.1"}, {"kpt_thr": "abc"},
-                                 {"format": "xml"}])
+                                 {"format": "xml"}, {"max_persons": "1.7"}, {"det_conf": "nan"},
+                                 {"max_persons": "9" * 5000}, {"kpt_thr": "inf"}])
 def test_params_out_of_bounds_refused(raw: dict[str, str]) -> None:
     with pytest.raises(BadParameter):
         parse_params(raw, SETTINGS)

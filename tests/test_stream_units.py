@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from app.settings import Settings
 from app.stream.session import ControlError, StreamState, apply_control
 from app.stream.smoothing import OneEuroFilter, TrackSmoother
 from app.stream.tracking import IouTracker, iou_matrix
@@ -74,15 +75,76 @@ def _stream() -> StreamState:
                        smoother=TrackSmoother(1.0, 0.01, 1.0))
 
 
+SETTINGS = Settings(max_persons=20)
+
+
 def test_control_applies_bounded_parameters() -> None:
     st = _stream()
-    assert apply_control(st, {"det_conf": 0.5, "max_persons": 3, "smoothing": False}) is True
+    assert apply_control(st, {"det_conf": 0.5, "max_persons": 3, "smoothing": False}, SETTINGS) is True
     assert (st.det_conf, st.max_persons, st.smoothing) == (0.5, 3, False)
-    assert apply_control(st, {"frame_id": 7, "timestamp_ms": 1500}) is False
+    assert apply_control(st, {"frame_id": 7, "timestamp_ms": 1500}, SETTINGS) is False
     assert st.next_frame_id == 7 and math.isclose(st.next_timestamp_s, 1.5)
 
 
-@pytest.mark.parametrize("msg", [[1, 2], {"det_conf": 2.0}, {"kpt_thr": "x"}, {"max_persons": 0}])
+@pytest.mark.parametrize("msg", [[1, 2], {"det_conf": 2.0}, {"kpt_thr": "x"}, {"max_persons": 0},
+                                 {"max_persons": 21}, {"max_persons": 1000}, {"max_persons": 1.7},
+                                 {"timestamp_ms": float("nan")}, {"frame_id": 1e400}, {"frame_id": -1},
+                                 {"smoothing": "false"}, {"det_conf": True}])
 def test_control_refuses_bad_messages(msg) -> None:
+    """Stream options follow POST /pose's bounds (max_persons <= the service's limit); nothing half-applied."""
+    st = _stream()
     with pytest.raises(ControlError):
-        apply_control(_stream(), msg)
+        apply_control(st, {"kpt_thr": 0.9, **msg} if isinstance(msg, dict) else msg, SETTINGS)
+    assert st.kpt_thr == 0.3
+
+
+def _result(pose_scores: list[float]):
+    from app.pipeline import Person, PoseResult
+
+    persons = []
+    for i, score in enumerate(pose_scores):
+        kps = np.array([[100.0 + 50 * i + dx, 100.0 + dy] for dx, dy in [(0, 0), (20, 0), (10, 60), (0, 120)]])
+        persons.append(Person(box=np.array([90.0 + 50 * i, 90, 130 + 50 * i, 230]), box_score=0.9, pose_score=score,
+                              score=0.9 * score, keypoints=kps, scores=np.array([0.9, 0.9, 0.9, 0.1])))
+    return PoseResult(width=640, height=360, persons=persons)
+
+
+def test_schedule_detects_every_n_frames_and_propagates_boxes_in_between() -> None:
+    from app.stream.propagation import DetectionSchedule
+
+    schedule = DetectionSchedule(every=3, min_pose_score=0.4, keypoint_threshold=0.3)
+    pattern = []
+    for _ in range(7):
+        boxes = schedule.next_boxes()
+        pattern.append(boxes is None)
+        schedule.update(_result([0.8, 0.7]), detected=boxes is None)
+    assert pattern == [True, False, False, True, False, False, True]
+    boxes, scores = schedule.next_boxes()
+    assert boxes.shape == (2, 4) and scores.tolist() == [0.9, 0.9]
+    # the box covers the confident keypoints (x 100-120, y 100-160), enlarged; the low-scored one is left out
+    assert boxes[0, 0] < 100 and boxes[0, 2] > 120 and boxes[0, 1] < 100 and 160 < boxes[0, 3] < 200
+
+
+def test_schedule_follows_strong_persons_and_detects_again_when_one_is_lost() -> None:
+    from app.stream.propagation import DetectionSchedule
+
+    schedule = DetectionSchedule(every=10, min_pose_score=0.4)
+    schedule.update(_result([0.8, 0.2]), detected=True)  # the weak person waits for the next detection
+    assert len(schedule.next_boxes()[0]) == 1
+    schedule.update(_result([0.8, 0.7]), detected=False)
+    assert len(schedule.next_boxes()[0]) == 2
+    schedule.update(_result([0.8, 0.3]), detected=False)  # a followed person drifted: detect at once
+    assert schedule.next_boxes() is None
+    schedule.update(_result([]), detected=True)
+    assert schedule.next_boxes() is None
+
+
+def test_box_from_keypoints_falls_back_and_clips() -> None:
+    from app.stream.propagation import box_from_keypoints
+
+    fallback = np.array([1.0, 2, 3, 4])
+    few = box_from_keypoints(np.zeros((17, 2)), np.zeros(17), 0.3, fallback, (640, 360))
+    np.testing.assert_array_equal(few, fallback)
+    pts = np.array([[0.0, 0], [630, 350], [300, 200]])
+    box = box_from_keypoints(pts, np.ones(3), 0.3, fallback, (640, 360))
+    assert box.tolist() == [0.0, 0.0, 639.0, 359.0]

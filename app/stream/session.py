@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,8 +31,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.batcher import PRIORITY_LIVE
 from app.deps import ServiceState
-from app.errors import ServiceError
+from app.errors import BadParameter, ServiceError
 from app.pipeline import PoseParams, PoseResult
+from app.request_input import parse_option
+from app.settings import Settings
+from app.stream.propagation import DetectionSchedule
 from app.stream.smoothing import TrackSmoother
 from app.stream.tracking import IouTracker
 
@@ -57,6 +61,7 @@ class StreamState:
     smoothing: bool
     tracker: IouTracker
     smoother: TrackSmoother
+    schedule: DetectionSchedule = field(default_factory=DetectionSchedule)
     slot: Frame | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     next_frame_id: int | None = None
@@ -81,36 +86,40 @@ class ControlError(ValueError):
     """A control message the server cannot apply."""
 
 
-def apply_control(st: StreamState, msg: Any) -> bool:
-    """Apply a JSON control message; True when it changed parameters (the client gets a config answer)."""
+def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
+    """Apply a JSON control message; True when it changed parameters (the client gets a config answer).
+
+    Pose options are validated by the same rule as POST /pose's (`parse_option`); all or nothing.
+    """
     if not isinstance(msg, dict):
         raise ControlError("a control message is a JSON object")
     try:
-        if "det_conf" in msg:
-            st.det_conf = _bounded(float(msg["det_conf"]), 0.0, 1.0, "det_conf")
-        if "kpt_thr" in msg:
-            st.kpt_thr = _bounded(float(msg["kpt_thr"]), 0.0, 1.0, "kpt_thr")
-        if "max_persons" in msg:
-            st.max_persons = int(_bounded(int(msg["max_persons"]), 1, 1000, "max_persons"))
-        if "smoothing" in msg:
-            st.smoothing = bool(msg["smoothing"])
-            st.smoother.reset()
-        if msg.get("reset"):
-            st.tracker.reset()
-            st.smoother.reset()
-        if msg.get("frame_id") is not None:
-            st.next_frame_id = int(msg["frame_id"])
-        if msg.get("timestamp_ms") is not None:
-            st.next_timestamp_s = float(msg["timestamp_ms"]) / 1000.0
-    except (TypeError, ValueError) as exc:
-        raise ControlError(str(exc)) from exc
+        options = {k: parse_option(k, msg[k], settings) for k in ("det_conf", "kpt_thr", "max_persons") if k in msg}
+    except BadParameter as exc:
+        raise ControlError(exc.message) from None
+    if "smoothing" in msg and not isinstance(msg["smoothing"], bool):
+        raise ControlError("smoothing must be true or false")
+    frame_id, timestamp = msg.get("frame_id"), msg.get("timestamp_ms")
+    if frame_id is not None and not (isinstance(frame_id, int) and not isinstance(frame_id, bool)
+                                     and 0 <= frame_id < 2**53):
+        raise ControlError("frame_id must be a whole number in [0, 2^53)")
+    if timestamp is not None and not (isinstance(timestamp, int | float) and not isinstance(timestamp, bool)
+                                      and math.isfinite(timestamp)):
+        raise ControlError("timestamp_ms must be a finite number")
+    for key, value in options.items():
+        setattr(st, key, value)
+    if "smoothing" in msg:
+        st.smoothing = msg["smoothing"]
+        st.smoother.reset()
+    if msg.get("reset"):
+        st.tracker.reset()
+        st.smoother.reset()
+        st.schedule.reset()
+    if frame_id is not None:
+        st.next_frame_id = frame_id
+    if timestamp is not None:
+        st.next_timestamp_s = float(timestamp) / 1000.0
     return any(k in msg for k in ("det_conf", "kpt_thr", "max_persons", "smoothing", "reset"))
-
-
-def _bounded(value: float, lo: float, hi: float, name: str) -> float:
-    if not lo <= value <= hi:
-        raise ControlError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
 
 
 def pose_message(st: StreamState, frame: Frame, result: PoseResult, latency_ms: float) -> dict[str, Any]:
@@ -143,7 +152,8 @@ class PoseStream:
         self.st = StreamState(
             det_conf=s.detector_conf, kpt_thr=s.kpt_score_threshold, max_persons=s.max_persons,
             smoothing=s.ws_smoothing, tracker=IouTracker(s.tracker_iou_threshold, s.tracker_max_age),
-            smoother=TrackSmoother(s.one_euro_min_cutoff, s.one_euro_beta, s.one_euro_d_cutoff))
+            smoother=TrackSmoother(s.one_euro_min_cutoff, s.one_euro_beta, s.one_euro_d_cutoff),
+            schedule=DetectionSchedule(s.ws_detect_every, s.ws_redetect_pose_score, s.kpt_score_threshold))
         self.close_code: int | None = None
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -151,7 +161,7 @@ class PoseStream:
             msg["dropped"] = self.st.dropped_since_answer
             self.st.dropped_since_answer = 0
             msg["totals"] = self.st.totals()
-        await self.ws.send_text(json.dumps(msg, separators=(",", ":")))
+        await self.ws.send_text(json.dumps(msg, separators=(",", ":"), allow_nan=False))  # strict JSON
 
     async def send_error(self, type_: str, message: str, frame_id: int | None = None) -> None:
         self.st.errors += 1
@@ -192,10 +202,11 @@ class PoseStream:
                 st.arrived.set()
             elif text is not None:
                 try:
-                    if apply_control(st, json.loads(text)):
+                    if apply_control(st, json.loads(text), self.settings):
                         await self.send({"type": "config", "params": st.params()})
-                except (json.JSONDecodeError, ControlError) as exc:
-                    await self.send_error("bad_control", f"control message refused: {exc}")
+                except (json.JSONDecodeError, RecursionError, ValueError) as exc:  # ControlError is a ValueError
+                    reason = str(exc) if isinstance(exc, ControlError) else f"not JSON ({type(exc).__name__})"
+                    await self.send_error("bad_control", f"control message refused: {reason}")
 
     async def process_loop(self) -> None:
         """Take the newest frame, run the shared pipeline on it, answer; forever."""
@@ -209,7 +220,11 @@ class PoseStream:
                 continue
             try:  # the same decode and admission entry as POST /pose
                 params = PoseParams(det_conf=st.det_conf, kpt_thr=st.kpt_thr, max_persons=st.max_persons)
+                propagated = st.schedule.next_boxes()  # between detections: boxes from the last keypoints
+                if propagated is not None:
+                    params.boxes, params.box_scores = propagated
                 image, result = await pipeline.estimate_bytes(frame.data, params, PRIORITY_LIVE, s.ws_max_frame_bytes)
+                st.schedule.update(result, detected=propagated is None)
             except ServiceError as exc:
                 await self.send_error(exc.type, exc.message, frame.frame_id)
                 continue
@@ -221,7 +236,9 @@ class PoseStream:
             st.processed += 1
             self.metrics.ws_frames_processed.inc()
             latency_ms = (time.perf_counter() - frame.received) * 1000.0
-            await self.send(pose_message(st, frame, result, latency_ms))
+            message = pose_message(st, frame, result, latency_ms)
+            message["detected"] = propagated is None  # False: boxes from the last frame's keypoints
+            await self.send(message)
 
     async def run(self) -> None:
         """Hello, then both loops until either ends (disconnect, 1009, send failure); cancel the other."""

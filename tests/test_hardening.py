@@ -1,0 +1,82 @@
+"""Hostile but legitimate clients (issue 14, first items): one validation for HTTP and streams, the one error
+shape for every error, strict JSON out, no silent stream closes, no internals in answers. Real server."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from live_server import LiveServer  # noqa: E402
+from websockets.sync.client import connect  # noqa: E402
+
+from app.settings import Settings  # noqa: E402
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+@pytest.fixture(scope="module")
+def server(random_checkpoint: Path):
+    live = LiveServer(Settings(pose_weights=random_checkpoint, backend="torch", torch_threads=2, max_persons=20))
+    yield live
+    live.stop()
+
+
+def _error(r: httpx.Response, status: int, type_: str) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["type"] == type_, body
+    assert body["error"]["request_id"] == r.headers["x-request-id"]
+    return body["error"]
+
+
+def test_unknown_route_and_method_use_the_error_shape(server: LiveServer) -> None:
+    _error(httpx.get(server.url + "/no-such-route"), 404, "not_found")
+    _error(httpx.post(server.url + "/healthz"), 405, "method_not_allowed")
+
+
+def test_request_id_is_echoed_or_made(server: LiveServer) -> None:
+    assert httpx.get(server.url + "/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    made = httpx.get(server.url + "/healthz", headers={"X-Request-ID": "bad id\\with junk"}).headers["x-request-id"]
+    assert made != "bad id\\with junk" and len(made) == 16
+
+
+@pytest.mark.parametrize(("field", "value", "type_"), [
+    ("max_persons", "1.7", "bad_parameter"),
+    ("max_persons", "9" * 5000, "bad_parameter"),
+    ("det_conf", "nan", "bad_parameter"),
+    ("boxes", "[" * 50_000 + "]" * 50_000, "bad_boxes"),
+    ("boxes", "[[0, 0, " + "9" * 5000 + ", 10]]", "bad_boxes"),
+    ("boxes", "[[0, 0, 3e9, 10]]", "bad_boxes"),
+])
+def test_bad_parameters_are_4xx_and_keep_the_connection(server: LiveServer, bus_path: Path, field: str, value: str,
+                                                       type_: str) -> None:
+    with httpx.Client(timeout=60) as client:
+        for route in ("/pose", "/pose/render"):
+            r = client.post(server.url + route, files={"image": ("bus.jpg", bus_path.read_bytes(), "image/jpeg")},
+                            data={field: value})
+            error = _error(r, 422, type_)
+            assert value[:40] not in error["message"]  # the raw input is not echoed
+        assert client.get(server.url + "/healthz").status_code == 200  # same connection, still served
+
+
+def test_stream_refuses_bad_controls_with_a_message_and_stays_open(server: LiveServer, bus_path: Path) -> None:
+    with connect(server.url.replace("http", "ws") + "/ws/pose") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+        bad = ['{"max_persons": 1000}', '{"det_conf": 0, "max_persons": 21}', '{"timestamp_ms": NaN}',
+               '{"frame_id": 1e400}', "[" * 50_000 + "]" * 50_000, '{"smoothing": "no"}']
+        for text in bad:
+            ws.send(text)
+            answer = json.loads(ws.recv(timeout=30))  # strict JSON parses, or this raises
+            assert answer["type"] == "error" and answer["error"]["type"] == "bad_control", (text[:40], answer)
+        ws.send('{"frame_id": 5, "timestamp_ms": 1000}')
+        ws.send(bus_path.read_bytes())
+        pose = json.loads(ws.recv(timeout=60))
+        assert pose["type"] == "pose" and pose["frame_id"] == 5
+        assert len(pose["persons"]) <= 20
+        assert "NaN" not in json.dumps(pose)
