@@ -267,7 +267,7 @@ class EvalJobManager:
     def _detect(self, job: EvalJob, gate: LiveGate) -> list[dict[str, Any]]:
         """Person boxes of the service's own detector on the images, as COCO detection results."""
         from model.eval.coco import load_coco
-        from model.eval.predict import read_image
+        from model.eval.predict import image_path, read_image
 
         pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
         ids = sorted(coco.getImgIds())[: job.spec.max_images]
@@ -277,7 +277,7 @@ class EvalJobManager:
             if job.cancel.is_set():
                 raise JobCancelled()
             try:
-                image = read_image(job.spec.image_dir / coco.imgs[image_id]["file_name"])
+                image = read_image(image_path(job.spec.image_dir, coco.imgs[image_id]["file_name"]))
             except (ValueError, OSError):
                 image = None  # the engine reports it in skipped_images
             if image is not None:

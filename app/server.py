@@ -18,8 +18,9 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from app.batcher import DynamicBatcher
 from app.deps import ServiceState
@@ -34,6 +35,7 @@ from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 
 log = logging.getLogger("lgm_pose.server")
+CLIENT_CLOSED = 499  # the status logged for requests whose client disconnected (nginx's convention)
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -142,6 +144,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
         return error_response(request, 422, "validation_error", where[:1000])  # never the raw input
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(request: Request, exc: ClientDisconnect) -> Response:
+        """The client went away mid-request: its own label (not a server error), nobody to answer."""
+        metrics.errors.labels(type="client_disconnect").inc()
+        log.info("client left during %s (request id %s)", request.url.path, getattr(request.state, "request_id", "-"))
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -64,6 +64,14 @@ def eval_root(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path
     (root / "bad" / "images" / "val").mkdir(parents=True)
     (root / "bad" / "annotations" / "person_keypoints_val.json").write_text('{"images": [{"id": 1,, oops')
     (root / "escape").symlink_to(mini)  # a symlink leading outside the data root
+    # file names that leave the image folder: an existing file outside the root, a missing one, '..'
+    names = [str(image_dir / src["images"][0]["file_name"]), "/no/such/file.jpg", "../../mini/images/val/x.jpg"]
+    data = json.loads(ann_file.read_text())
+    data = dict(data, images=[dict(data["images"][0], id=900 + i, file_name=n) for i, n in enumerate(names)],
+                annotations=[dict(data["annotations"][0], id=900 + i, image_id=900 + i) for i in range(3)])
+    (root / "names" / "annotations").mkdir(parents=True)
+    (root / "names" / "images" / "val").mkdir(parents=True)
+    (root / "names" / "annotations" / "person_keypoints_val.json").write_text(json.dumps(data))
     (root / "outside_dets.json").symlink_to("/etc/hostname")
     return root
 
@@ -152,6 +160,13 @@ def _pose_p95(url: str, image: bytes, n: int = 10) -> tuple[float, list[float]]:
             times.append(time.perf_counter() - t)
             assert r.status_code == 200, r.text
     return float(np.percentile(times, 95)), times
+
+
+def test_file_names_are_confined_and_reveal_nothing(server: LiveServer) -> None:
+    job = wait_for(server.url, start(server.url, {"dataset": "names"}))
+    assert job["state"] == "done", job
+    reasons = [s["reason"] for s in job["result"]["skipped_images"]]
+    assert reasons == ["file name outside the image folder"] * 3  # same answer for the existing file outside
 
 
 def test_live_pose_not_starved(server: LiveServer, bus_path: Path) -> None:

@@ -80,3 +80,30 @@ def test_stream_refuses_bad_controls_with_a_message_and_stays_open(server: LiveS
         assert pose["type"] == "pose" and pose["frame_id"] == 5
         assert len(pose["persons"]) <= 20
         assert "NaN" not in json.dumps(pose)
+
+
+def _metric(url: str, name: str) -> float:
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.split(" ")[0] == name:
+            return float(line.split(" ")[-1])
+    return 0.0
+
+
+def test_client_leaving_mid_upload_is_not_a_server_error(server: LiveServer) -> None:
+    import socket
+    import time
+
+    left = 'lgm_pose_errors_total{type="client_disconnect"}'
+    internal = 'lgm_pose_errors_total{type="internal_error"}'
+    before_left, before_internal = _metric(server.url, left), _metric(server.url, internal)
+    host, port = server.url.removeprefix("http://").split(":")
+    for content_type in ("image/jpeg", "multipart/form-data; boundary=xyz"):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(f"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + b"--xyz\r\n" + b"x" * 1000)
+            time.sleep(0.3)
+    deadline = time.time() + 10
+    while time.time() < deadline and _metric(server.url, left) < before_left + 2:
+        time.sleep(0.2)
+    assert _metric(server.url, left) == before_left + 2
+    assert _metric(server.url, internal) == before_internal

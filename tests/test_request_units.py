@@ -81,3 +81,12 @@ def test_path_guard_refuses_symlinked_file(root: Path, tmp_path: Path) -> None:
 def test_missing_dataset_is_a_bad_dataset(root: Path) -> None:
     with pytest.raises(BadDataset):
         build_spec("coco", EvalRequest(dataset="nothing"), root, 0.25)
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../x.jpg", "a/../../x.jpg", "~/x.jpg", "a\\b.jpg", ""])
+def test_image_file_names_stay_in_their_folder(tmp_path: Path, name: str) -> None:
+    from model.eval.predict import image_path
+
+    with pytest.raises(ValueError, match="outside the image folder"):
+        image_path(tmp_path, name)
+    assert image_path(tmp_path, "sub/x.jpg") == tmp_path / "sub" / "x.jpg"

@@ -50,6 +50,17 @@ class Predictions:
         return sum(len(persons) for persons, _ in self.images)
 
 
+def image_path(image_dir: Path, file_name: str) -> Path:
+    """`image_dir / file_name`, or a ValueError for names that leave the folder (absolute, '..', '~', '\\').
+
+    A refused name is never looked at, so the error says nothing about whether such a file exists.
+    """
+    name = Path(file_name)
+    if not file_name or name.is_absolute() or ".." in name.parts or file_name.startswith("~") or "\\" in file_name:
+        raise ValueError("file name outside the image folder")
+    return image_dir / name
+
+
 def read_image(path: Path) -> np.ndarray:
     """BGR image or a ValueError saying why it cannot be used."""
     if not path.is_file():
@@ -64,7 +75,7 @@ def read_image(path: Path) -> np.ndarray:
 def predict_images(topdown: TopDown, runner: Runner, items: Sequence[ImagePersons], image_dir: str | Path,
                    batch_size: int = 32, progress: ProgressFn | None = None,
                    should_stop: StopFn | None = None) -> Predictions:
-    """Estimate every person, image by image; unreadable images are skipped and listed."""
+    """Estimate every person, image by image; unreadable or refused images (`image_path`) are skipped and listed."""
     start = time.perf_counter()
     image_dir = Path(image_dir)
     total = sum(len(item) for item in items)
@@ -89,7 +100,7 @@ def predict_images(topdown: TopDown, runner: Runner, items: Sequence[ImagePerson
             cancelled = True
             break
         try:
-            image = read_image(image_dir / item.image)
+            image = read_image(image_path(image_dir, item.image))
         except (ValueError, OSError) as exc:
             skipped.append({"image": item.image, "reason": str(exc)})
             done += len(item)
