@@ -12,6 +12,7 @@ from app.batcher import DynamicBatcher
 from app.errors import NotReady
 from app.metrics import Metrics
 from app.pipeline import PosePipeline
+from app.security import check_key
 from app.settings import Settings
 from model.data.meta import PoseMeta
 from model.inference.loader import ModelInfo
@@ -59,3 +60,16 @@ def get_meta(service: ServiceDep) -> PoseMeta:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[PosePipeline, Depends(get_pipeline)]
 MetaDep = Annotated[PoseMeta, Depends(get_meta)]
+
+
+def require_key(conn: HTTPConnection, service: ServiceDep) -> None:
+    """The API key, when one is configured (app.security)."""
+    check_key(conn, service.settings)
+
+
+def require_key_for_metrics(conn: HTTPConnection, service: ServiceDep) -> None:
+    if not service.settings.metrics_public:
+        check_key(conn, service.settings)
+
+
+KeyDep = Depends(require_key)

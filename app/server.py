@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -101,8 +102,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.pipeline.close()
         cpu_pool.shutdown(wait=False, cancel_futures=True)
 
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="LGM-Pose service", version="0.1.0", lifespan=lifespan,
-                  description="YOLO person detection + batched top-down LGM-Pose keypoints")
+                  description="YOLO person detection + batched top-down LGM-Pose keypoints", **docs)
+    if settings.allowed_origins:  # browsers on these origins may call the API (the service's own always can)
+        app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST",
+                           "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
     app.state.service = state
     metrics = state.metrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +49,12 @@ class Settings(BaseSettings):
                                        "-27 percent requests/s, torch 2.5x frame time); 0 keeps glibc's default")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; default: torch's")
     log_level: str = "info"
+    api_key: SecretStr | None = Field(None, description="bearer token every route but /healthz and /readyz needs; "
+                                      "unset: no authentication")
+    metrics_public: bool = Field(False, description="serve /metrics without the API key")
+    allowed_origins: list[str] = Field(default_factory=list, description="browser origins (scheme://host:port) "
+                                       "besides the service's own that may open streams and call the API (CORS)")
+    docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="on SIGTERM, wait at most this long for open "
                                       "requests and connections before the process exits")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "

@@ -107,3 +107,49 @@ def test_client_leaving_mid_upload_is_not_a_server_error(server: LiveServer) -> 
         time.sleep(0.2)
     assert _metric(server.url, left) == before_left + 2
     assert _metric(server.url, internal) == before_internal
+
+
+@pytest.fixture(scope="module")
+def locked(random_checkpoint: Path):
+    live = LiveServer(Settings(pose_weights=random_checkpoint, backend="torch", torch_threads=2, api_key="s3cret",
+                               allowed_origins=["https://viewer.example"]))
+    yield live
+    live.stop()
+
+
+def test_api_key_guards_everything_but_health(locked: LiveServer, bus_path: Path) -> None:
+    image = {"image": ("bus.jpg", bus_path.read_bytes(), "image/jpeg")}
+    r = httpx.post(locked.url + "/pose", files=image, timeout=60)
+    assert _error(r, 401, "unauthorized") and r.headers["www-authenticate"] == "Bearer"
+    _error(httpx.post(locked.url + "/pose", files=image, headers={"Authorization": "Bearer wrong"}), 401,
+           "unauthorized")
+    _error(httpx.get(locked.url + "/eval"), 401, "unauthorized")
+    _error(httpx.get(locked.url + "/metrics"), 401, "unauthorized")
+    assert httpx.get(locked.url + "/healthz").status_code == 200
+    assert httpx.get(locked.url + "/readyz").status_code == 200
+    auth = {"Authorization": "Bearer s3cret"}
+    assert httpx.post(locked.url + "/pose", files=image, headers=auth, timeout=60).status_code == 200
+    assert httpx.get(locked.url + "/eval", headers=auth).status_code == 200
+    assert httpx.get(locked.url + "/metrics", headers=auth).status_code == 200
+
+
+def test_streams_need_the_key_and_an_allowed_origin(locked: LiveServer) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    url = locked.url.replace("http", "ws") + "/ws/pose"
+    with pytest.raises(InvalidStatus):
+        connect(url, open_timeout=10)
+    with pytest.raises(InvalidStatus):
+        connect(url, subprotocols=["bearer.s3cret"], origin="https://evil.example", open_timeout=10)
+    for origin in (None, "https://viewer.example", locked.url):
+        with connect(url, subprotocols=["bearer.s3cret"], origin=origin, open_timeout=10) as ws:
+            assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+    with connect(url, additional_headers={"Authorization": "Bearer s3cret"}, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+
+
+def test_cross_origin_stream_refused_without_a_key_too(server: LiveServer) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(InvalidStatus):
+        connect(server.url.replace("http", "ws") + "/ws/pose", origin="https://evil.example", open_timeout=10)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 
+from app.deps import KeyDep
 from app.errors import Conflict, NotFound, NotReady
 from app.eval_jobs import EvalJob, EvalJobManager
 from app.eval_spec import EvalRequest, build_spec
@@ -33,7 +34,7 @@ def install_eval(app: FastAPI) -> EvalJobManager:
         yield
         await asyncio.to_thread(manager.shutdown)  # runs before the batcher is stopped
 
-    router = APIRouter(prefix="/eval", tags=["evaluation"], lifespan=lifespan)
+    router = APIRouter(prefix="/eval", tags=["evaluation"], lifespan=lifespan, dependencies=[KeyDep])
 
     def find(job_id: str) -> EvalJob:
         job = manager.jobs.get(job_id)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from app.deps import ServiceDep
+from app.deps import ServiceDep, require_key_for_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -28,7 +28,8 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            dependencies=[Depends(require_key_for_metrics)])
 async def prometheus(service: ServiceDep) -> Response:
     if service.batcher is not None:
         service.metrics.queue_depth.set(service.batcher.depth())

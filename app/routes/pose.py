@@ -9,13 +9,13 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.deps import MetaDep, PipelineDep, SettingsDep
+from app.deps import KeyDep, MetaDep, PipelineDep, SettingsDep
 from app.pipeline import PoseResult
 from app.render import render
 from app.request_input import parse_params, read_image_and_params
 from app.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
 
-router = APIRouter(tags=["pose"])
+router = APIRouter(tags=["pose"], dependencies=[KeyDep])
 
 IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
 POSE_REQUEST_DOC: dict[str, Any] = {
@@ -35,7 +35,7 @@ POSE_REQUEST_DOC: dict[str, Any] = {
         "image/jpeg": IMAGE_BODY, "image/png": IMAGE_BODY, "image/webp": IMAGE_BODY, "image/bmp": IMAGE_BODY}},
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 503)}
 
 
 async def run_pose(request: Request, pipeline: PipelineDep,

@@ -11,10 +11,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from app.deps import ServiceDep
+from app.security import Unauthorized, check_key, origin_allowed
 from app.stream.session import PoseStream
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 CLOSE_TRY_AGAIN = 1013
+CLOSE_POLICY = 1008
 router = APIRouter(tags=["stream"])
 
 
@@ -22,7 +24,15 @@ router = APIRouter(tags=["stream"])
 async def ws_pose(websocket: WebSocket, service: ServiceDep) -> None:
     """Pose estimation over a video stream (protocol: app/stream/session.py)."""
     metrics = service.metrics
-    await websocket.accept()
+    try:
+        subprotocol = check_key(websocket, service.settings)
+    except Unauthorized:
+        await websocket.close(CLOSE_POLICY, "missing or wrong API key")  # before accept: the handshake gets 403
+        return
+    if not origin_allowed(websocket, service.settings):
+        await websocket.close(CLOSE_POLICY, "origin not allowed")
+        return
+    await websocket.accept(subprotocol)
     if not service.ready or service.pipeline is None:
         await websocket.send_text(json.dumps({"type": "error", "error": {
             "type": "not_ready", "message": service.load_error or "models are loading"}}))

@@ -23,7 +23,9 @@ const answerTimes = [];
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  ws = new WebSocket(`${proto}://${location.host}/ws/pose`);
+  // with an API key on the service, open the demo as /#key=<key>: a browser WebSocket offers it as a subprotocol
+  const key = new URLSearchParams(location.hash.slice(1)).get("key");
+  ws = new WebSocket(`${proto}://${location.host}/ws/pose`, key ? [`bearer.${key}`] : []);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { stats.connected = true; sendParams(); pump(); };
   ws.onclose = (ev) => {
