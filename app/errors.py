@@ -34,6 +34,7 @@ class TruncatedImage(ServiceError):
 class TooManyBytes(ServiceError):
     status = 413
     type = "too_many_bytes"
+    headers = {"Connection": "close"}  # do not read the rest of an oversized body
 
 
 class TooManyPixels(ServiceError):
@@ -44,6 +45,10 @@ class TooManyPixels(ServiceError):
 class UnsupportedMediaType(ServiceError):
     status = 415
     type = "unsupported_media_type"
+
+
+class BadMultipart(ServiceError):
+    type = "bad_multipart"
 
 
 class BadParameter(ServiceError):

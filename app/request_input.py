@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
 from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from app.decode_image import check_media_type
-from app.errors import BadBoxes, BadParameter, EmptyBody, TooManyBytes, UnsupportedMediaType
+from app.errors import BadBoxes, BadMultipart, BadParameter, EmptyBody, TooManyBytes, UnsupportedMediaType
 from app.pipeline import PoseParams
 from app.settings import Settings
 
@@ -19,14 +21,18 @@ MULTIPART_SLACK = 64 * 1024  # form boundaries and small fields on top of the im
 PARAM_NAMES = ("boxes", "det_conf", "kpt_thr", "max_persons", "format", "image_id")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    chunks, total = [], 0
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it streams in, cut off with 413 once it passes `limit` (chunked uploads included)."""
+    total = 0
     async for chunk in request.stream():
         total += len(chunk)
         if total > limit:
             raise TooManyBytes(f"request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        yield chunk
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    return b"".join([chunk async for chunk in _limited(request, limit)])
 
 
 async def read_image_and_params(request: Request, settings: Settings) -> tuple[bytes, dict[str, str]]:
@@ -38,7 +44,13 @@ async def read_image_and_params(request: Request, settings: Settings) -> tuple[b
     raw: dict[str, str] = {k: v for k, v in request.query_params.items() if k in PARAM_NAMES}
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=len(PARAM_NAMES) + 1)
+        # parsed from the size-limited stream: nothing past the limit is read, spooled or written to disk
+        parser = MultiPartParser(request.headers, _limited(request, limit + MULTIPART_SLACK), max_files=1,
+                                 max_fields=len(PARAM_NAMES) + 1)
+        try:
+            form = await parser.parse()
+        except MultiPartException as exc:
+            raise BadMultipart(f"malformed multipart body: {exc.message}") from None
         try:
             upload = form.get("image")
             if upload is None:

@@ -153,3 +153,28 @@ def test_cross_origin_stream_refused_without_a_key_too(server: LiveServer) -> No
 
     with pytest.raises(InvalidStatus):
         connect(server.url.replace("http", "ws") + "/ws/pose", origin="https://evil.example", open_timeout=10)
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data; boundary=xyz", "image/jpeg"])
+def test_chunked_upload_cut_off_at_the_limit(server: LiveServer, content_type: str) -> None:
+    """Without Content-Length the body is counted as it streams: 413 long before 200 MB are sent."""
+    import socket
+
+    host, port = server.url.removeprefix("http://").split(":")
+    sent, chunk = 0, b"x" * (1 << 20)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n".encode())
+        preamble = (b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+                    b"Content-Type: image/jpeg\r\n\r\n")
+        sock.sendall(b"%x\r\n" % len(preamble) + preamble + b"\r\n")
+        sock.settimeout(30)
+        try:
+            while sent < 200 * (1 << 20):
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += len(chunk)
+        except OSError:
+            pass  # the server answered and closed while we were still sending
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert sent < 40 * (1 << 20), sent  # the limit (2 MB here) plus what the socket buffers held
