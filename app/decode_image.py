@@ -20,6 +20,9 @@ from app import errors
 from app.errors import CorruptImage, EmptyBody, NotAnImage, TooManyBytes, TooManyPixels, TruncatedImage
 
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
+# A baseline JPEG spends some bits on every 8x8 block: even a uniform image needs a byte per ~64 pixels (measured:
+# 62-64 at any quality). Beyond 8x that the header lies about the size (a pixel-amplification upload).
+MAX_JPEG_PIXELS_PER_BYTE = 512
 SUPPORTED_MEDIA_TYPES = frozenset(SUPPORTED_FORMATS.values()) | {"image/jpg", "image/x-ms-bmp"}
 
 
@@ -56,6 +59,8 @@ def probe(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
         raise CorruptImage(f"image header declares a size of {width}x{height}")
     if width * height > max_pixels:
         raise TooManyPixels(f"image of {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}")
+    if fmt == "JPEG" and width * height > MAX_JPEG_PIXELS_PER_BYTE * len(data):
+        raise CorruptImage(f"JPEG of {len(data)} bytes cannot hold {width}x{height} pixels")
     return fmt, width, height
 
 

@@ -12,18 +12,40 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from app.batcher import PRIORITY_LIVE, DynamicBatcher
-from app.decode_image import decode_image
+from app.decode_image import decode_image, probe
 from app.errors import QueueFull
 from app.metrics import Metrics
 from app.settings import Settings
 from model.inference.detector import Detector
 from model.inference.topdown import Poses, TopDown
+
+
+class PixelBudget:
+    """Decoded pixels the pipeline holds at once; a request that would pass the budget gets 503 (QueueFull).
+
+    Used from the event loop only (no lock). One image alone is always admitted when nothing else is held.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.held = budget, 0
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if self.held and self.held + pixels > self.budget:
+            raise QueueFull(f"service busy: {self.held} decoded pixels in flight (budget {self.budget})")
+        self.held += pixels
+        try:
+            yield
+        finally:
+            self.held -= pixels
 
 
 @dataclass
@@ -71,6 +93,7 @@ class PosePipeline:
         self.metrics = metrics
         self._detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self._admitted = 0
+        self._pixels = PixelBudget(settings.max_pixels_in_flight)
 
     def close(self) -> None:
         self._detect_thread.shutdown(wait=False, cancel_futures=True)
@@ -100,9 +123,12 @@ class PosePipeline:
         try:
             start = time.perf_counter()
             s = self.settings
-            image = await asyncio.to_thread(decode_image, data, max_bytes or s.max_upload_bytes, s.max_pixels)
-            decode_s = time.perf_counter() - start
-            result = await self.estimate_image(image, params, priority, start=start)
+            limit = max_bytes or s.max_upload_bytes
+            _, width, height = await asyncio.to_thread(probe, data, limit, s.max_pixels)  # the header only
+            with self._pixels.hold(width * height):  # memory admission: decoded pixels in flight
+                image = await asyncio.to_thread(decode_image, data, limit, s.max_pixels)
+                decode_s = time.perf_counter() - start
+                result = await self.estimate_image(image, params, priority, start=start)
             self._observe(result.timing_ms, "decode", decode_s)
             return image, result
         finally:

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     queue_limit: int = Field(64, ge=1, description="requests admitted to detect+pose (and submissions per "
                                                    "priority in the batcher); beyond it: 503")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(40_000_000, ge=1)
+    max_pixels: int = Field(16_000_000, ge=1, description="largest image (width x height) accepted, checked on "
+                            "the header before decoding")
+    max_pixels_in_flight: int = Field(64_000_000, ge=1, description="decoded pixels of all requests and frames in "
+                                      "the pipeline at once (about 3 bytes each); beyond it: 503 + Retry-After")
     data_root: Path = REPO.parent / "shared" / "data"
     fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
     cpu_workers: int = Field(2, ge=1, description="threads for image decode, cropping and post-processing "

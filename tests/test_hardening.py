@@ -178,3 +178,48 @@ def test_chunked_upload_cut_off_at_the_limit(server: LiveServer, content_type: s
         answer = sock.recv(65536).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert sent < 40 * (1 << 20), sent  # the limit (2 MB here) plus what the socket buffers held
+
+
+def amplification_jpeg() -> bytes:
+    """A real 16x16 JPEG whose header is rewritten to claim 6000x6600 pixels: a few hundred bytes, 40 MP."""
+    import cv2
+    import numpy as np
+
+    data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (6600).to_bytes(2, "big") + (6000).to_bytes(2, "big")
+    return bytes(data)
+
+
+def test_pixel_amplification_jpeg_refused_before_decoding(random_checkpoint: Path) -> None:
+    live = LiveServer(Settings(pose_weights=random_checkpoint, backend="torch", torch_threads=2,
+                               max_pixels=50_000_000))
+    try:
+        r = httpx.post(live.url + "/pose", content=amplification_jpeg(), headers={"Content-Type": "image/jpeg"},
+                       timeout=30)
+        assert "cannot hold" in _error(r, 400, "corrupt_image")["message"]
+    finally:
+        live.stop()
+
+
+def test_decoded_pixels_in_flight_are_budgeted(random_checkpoint: Path, bus_path: Path) -> None:
+    """With room for one bus.jpg (875k pixels) at a time, a burst gets 200s and 503s, never more memory."""
+    import asyncio
+
+    live = LiveServer(Settings(pose_weights=random_checkpoint, backend="torch", torch_threads=2,
+                               max_pixels_in_flight=1_000_000))
+    data = bus_path.read_bytes()
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            return await asyncio.gather(*(client.post(live.url + "/pose", content=data,
+                                                      headers={"Content-Type": "image/jpeg"}) for _ in range(6)))
+    try:
+        codes = sorted(r.status_code for r in asyncio.run(burst()))
+        assert codes[0] == 200 and codes[-1] == 503 and set(codes) == {200, 503}, codes
+        busy = next(r for r in asyncio.run(burst()) if r.status_code == 503)
+        assert busy.headers["retry-after"] and "pixels in flight" in _error(busy, 503, "queue_full")["message"]
+        assert httpx.post(live.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"},
+                          timeout=60).status_code == 200
+    finally:
+        live.stop()
