@@ -31,10 +31,12 @@ import numpy as np
 from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
 from app.errors import QueueFull
 from app.eval_spec import EvalSpec
+from app.job_store import JobStore
 from model.data.meta import PoseMeta
 
 log = logging.getLogger("lgm_pose.eval")
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+ENDED = ("done", "failed", "cancelled", "interrupted")
 MALFORMED = (json.JSONDecodeError, KeyError, TypeError, AssertionError, IndexError)
 
 
@@ -65,6 +67,18 @@ class EvalJob:
         if self.state != "running" or self.done <= 0 or self.total <= 0:
             return None
         return round((time.perf_counter() - self.phase_started) * (self.total - self.done) / self.done, 2)
+
+    def to_record(self) -> dict[str, Any]:
+        """What the job store keeps (everything but live progress and the cancel flag)."""
+        return {"id": self.id, "spec": self.spec.to_dict(), "state": self.state, "phase": self.phase,
+                "created": self.created, "started": self.started, "finished": self.finished, "result": self.result,
+                "error": self.error, "workdir": str(self.workdir) if self.workdir else None}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> EvalJob:
+        return cls(id=rec["id"], spec=EvalSpec.from_dict(rec["spec"]), state=rec["state"], phase=rec["phase"],
+                   created=rec["created"], started=rec["started"], finished=rec["finished"], result=rec["result"],
+                   error=rec["error"], workdir=Path(rec["workdir"]) if rec["workdir"] else None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "dataset": self.spec.kind, "state": self.state, "request": self.spec.request,
@@ -145,8 +159,8 @@ def live_busy(service: Any) -> bool:
 class EvalJobManager:
     """Queue + one worker thread; jobs are evaluated one at a time against `service` (app.state.service)."""
 
-    def __init__(self, service: Any, data_root: Path, *, max_crops: int = 4, max_queued: int = 8,
-                 keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
+    def __init__(self, service: Any, data_root: Path, *, store: JobStore | None = None, max_crops: int = 4,
+                 max_queued: int = 8, keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
         self.service, self.data_root = service, Path(data_root).resolve()
         self.max_crops, self.max_queued, self.keep_finished = max_crops, max_queued, keep_finished
         self.grace_s, self.max_yield_s = grace_s, max_yield_s
@@ -156,6 +170,13 @@ class EvalJobManager:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self.store = store
+        for record in store.load() if store else []:  # jobs of earlier runs; unfinished ones were interrupted
+            job = EvalJob.from_record(record)
+            if job.state not in ENDED:
+                self._finish(job, "interrupted", f"the service stopped while the job was {job.state}; submit its "
+                                                  "request again")
+            self.jobs[job.id] = job
 
     def submit(self, spec: EvalSpec) -> EvalJob:
         """Queue a job (binds the running loop; starts the worker on first use); QueueFull beyond `max_queued`."""
@@ -166,9 +187,10 @@ class EvalJobManager:
                 raise QueueFull(f"{waiting} evaluation jobs queued or running (limit {self.max_queued})")
             job = EvalJob(id=uuid.uuid4().hex[:12], spec=spec)
             self.jobs[job.id] = job
-            finished = [j for j in self.list() if j.state in ("done", "failed", "cancelled")]
+            self._save(job)
+            finished = [j for j in self.list() if j.state in ENDED]
             for old in finished[: max(0, len(finished) - self.keep_finished)]:
-                _remove(self.jobs.pop(old.id).workdir)
+                self._forget(self.jobs.pop(old.id))
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._work, name="eval-jobs", daemon=True)
             self._thread.start()
@@ -181,7 +203,7 @@ class EvalJobManager:
     def cancel(self, job: EvalJob) -> bool:
         """Ask a job to stop (a queued one is cancelled at once); False when it already ended done/failed."""
         with self._lock:
-            if job.state in ("done", "failed"):
+            if job.state in ("done", "failed", "interrupted"):
                 return False
             job.cancel.set()
             if job.state == "queued":
@@ -189,19 +211,38 @@ class EvalJobManager:
         return True
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel every job, wait (bounded) for the worker to leave and delete the jobs' files."""
+        """Stop the worker (bounded wait); with a store, finished jobs and their files stay for the next start and
+        a job still running is recorded as interrupted; without one, the jobs' files are deleted."""
         self._stopping = True
-        for job in list(self.jobs.values()):
-            job.cancel.set()
         self._queue.put(None)
+        for job in list(self.jobs.values()):
+            if job.state in ("queued", "running") and self.store is not None:
+                self._finish(job, "interrupted", "the service stopped while the job was running; submit its "
+                                                 "request again")
+            job.cancel.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        for job in list(self.jobs.values()):
-            _remove(job.workdir)
+        if self.store is None:
+            for job in list(self.jobs.values()):
+                _remove(job.workdir)
+        else:
+            self.store.close()
+
+    def _save(self, job: EvalJob) -> None:
+        if self.store is not None:
+            self.store.save(job.to_record())
+
+    def _forget(self, job: EvalJob) -> None:
+        if self.store is not None:
+            self.store.delete(job.id)
+        _remove(job.workdir)
 
     def _finish(self, job: EvalJob, state: JobState, error: str | None = None) -> None:
+        if job.state == "interrupted":  # recorded at shutdown: the worker's late word does not undo it
+            return
         job.state, job.error, job.finished = state, error, time.time()
         job.phase = "finished" if state == "done" else state
+        self._save(job)
 
     def _progress(self, job: EvalJob, phase: str) -> Callable[[int, int], None]:
         job.phase, job.done, job.total, job.phase_started = phase, 0, 0, time.perf_counter()
@@ -220,6 +261,7 @@ class EvalJobManager:
                 if job.state != "queued":
                     continue
                 job.state, job.started = "running", time.time()
+                self._save(job)
             try:
                 job.result = self._run(job)
                 self._finish(job, "cancelled" if job.result.get("cancelled") else "done")
@@ -244,7 +286,8 @@ class EvalJobManager:
             raise RuntimeError("the service is not ready (models loading)")
         gate = LiveGate(lambda: live_busy(service), self.grace_s, self.max_yield_s)
         runner = BatcherRunner(service.batcher, self.loop, service.meta, gate, job.cancel, self.max_crops)
-        job.workdir = Path(tempfile.mkdtemp(prefix=f"lgm_pose_eval_{job.id}_"))
+        job.workdir = (self.store.workdir(job.id) if self.store
+                       else Path(tempfile.mkdtemp(prefix=f"lgm_pose_eval_{job.id}_")))
         start = time.perf_counter()
         if spec.kind == "mpii":
             result = evaluate_mpii(runner, spec.ann_file, spec.image_dir, spec.flip, self.max_crops,

@@ -32,6 +32,17 @@ class EvalSpec:
     det_conf: float
     request: dict[str, Any]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "ann_file": str(self.ann_file), "image_dir": str(self.image_dir),
+                "boxes": str(self.boxes), "flip": self.flip, "max_images": self.max_images, "det_conf": self.det_conf,
+                "request": self.request}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalSpec:
+        boxes = data["boxes"] if data["boxes"] in ("gt", "detector") else Path(data["boxes"])
+        return cls(data["kind"], Path(data["ann_file"]), Path(data["image_dir"]), boxes, data["flip"],
+                   data["max_images"], data["det_conf"], data["request"])
+
 
 class EvalRequest(BaseModel):
     """Body of POST /eval/coco and /eval/mpii."""

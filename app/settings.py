@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_pixels_in_flight: int = Field(64_000_000, ge=1, description="decoded pixels of all requests and frames in "
                                       "the pipeline at once (about 3 bytes each); beyond it: 503 + Retry-After")
     data_root: Path = REPO.parent / "shared" / "data"
+    jobs_dir: Path | None = Field(REPO / "runs" / "jobs", description="evaluation job records (SQLite) and result "
+                                  "files, kept across restarts; unset: in memory, deleted at shutdown")
     fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
     cpu_workers: int = Field(2, ge=1, description="threads for image decode, cropping and post-processing "
                              "(a fixed pool, not one that grows with load)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# evaluation jobs of the test servers persist here, not in the checkout's runs/jobs
+os.environ.setdefault("LGM_POSE_JOBS_DIR", tempfile.mkdtemp(prefix="lgm_pose_test_jobs_"))
 
 def _data_root() -> Path:
     """LGM_POSE_DATA_ROOT, else ../shared/data beside the checkout, else this workplace's /work/shared/data."""

@@ -250,3 +250,27 @@ def test_cancel_running_job(server: LiveServer) -> None:
     listed = {j["id"]: j["state"] for j in httpx.get(f"{server.url}/eval", timeout=10).json()["jobs"]}
     assert listed[job_id] == "cancelled"
     assert httpx.delete(f"{server.url}/eval/{job_id}", timeout=10).status_code == 200  # idempotent
+
+
+def test_jobs_and_results_survive_a_restart(checkpoint: Path, eval_root: Path, tmp_path: Path) -> None:
+    settings = Settings(pose_weights=checkpoint, data_root=eval_root, backend="torch", device="cpu", max_wait_ms=20,
+                        torch_threads=2, jobs_dir=tmp_path / "jobs")
+    first = LiveServer(settings)
+    try:
+        done = wait_for(first.url, start(first.url, {"dataset": "mini", "max_images": 2}))
+        assert done["state"] == "done"
+        long_id = start(first.url, {"dataset": "long"})
+        wait_for(first.url, long_id, ("running",), min_done=1, timeout=60)
+    finally:
+        first.stop()
+    second = LiveServer(settings)
+    try:
+        again = httpx.get(f"{second.url}/eval/{done['id']}", timeout=10).json()
+        assert again["state"] == "done" and again["result"]["table"] == done["result"]["table"]
+        results = httpx.get(f"{second.url}/eval/{done['id']}/results", timeout=10)
+        assert results.status_code == 200 and isinstance(results.json(), list) and results.json()
+        interrupted = httpx.get(f"{second.url}/eval/{long_id}", timeout=10).json()
+        assert interrupted["state"] == "interrupted" and "submit" in interrupted["error"]
+        assert interrupted["request"]["dataset"] == "long"  # what to submit again
+    finally:
+        second.stop()

@@ -19,6 +19,7 @@ from app.deps import KeyDep
 from app.errors import Conflict, NotFound, NotReady
 from app.eval_jobs import EvalJob, EvalJobManager
 from app.eval_spec import EvalRequest, build_spec
+from app.job_store import JobStore
 
 CANCEL_WAIT_S = 5.0
 
@@ -26,7 +27,8 @@ CANCEL_WAIT_S = 5.0
 def install_eval(app: FastAPI) -> EvalJobManager:
     """Add the /eval routes and the job manager (app.state.eval_jobs) to the service app."""
     service = app.state.service
-    manager = EvalJobManager(service, Path(service.settings.data_root))
+    jobs_dir = service.settings.jobs_dir
+    manager = EvalJobManager(service, Path(service.settings.data_root), store=JobStore(jobs_dir) if jobs_dir else None)
     app.state.eval_jobs = manager
 
     @asynccontextmanager
