@@ -223,3 +223,12 @@ def test_decoded_pixels_in_flight_are_budgeted(random_checkpoint: Path, bus_path
                           timeout=60).status_code == 200
     finally:
         live.stop()
+
+
+def test_no_absolute_server_paths_in_answers(server: LiveServer) -> None:
+    import re
+
+    for path in ("/readyz", "/metrics", "/eval"):
+        text = httpx.get(server.url + path, timeout=10).text
+        leaks = re.findall(r'.{0,30}/(?:work|tmp|root|home|usr|opt|etc|var|srv)/.{0,30}', text)  # filesystem paths
+        assert not leaks, (path, leaks)

@@ -243,7 +243,7 @@ def test_dashboard_queries_return_data(stack, bus_path: Path) -> None:
     info = prom.query("lgm_pose_model_info")[0]["metric"]
     assert info["config"] == "coco_256x192" and info["input_size"] == "192x256" and info["device"] == "cpu"
     model = server.ready["model"]
-    assert info["backend"] == model["backend"] and info["weights"] == model["weights"] == str(server.weights)
+    assert info["backend"] == model["backend"] and info["weights"] == model["weights"] == server.weights.name
     assert float(prom.query("sum(lgm_pose_batch_size_count)")[0]["value"][1]) >= 5
     assert float(prom.query(
         'histogram_quantile(0.5, sum by (le) (rate(lgm_pose_stage_duration_seconds_bucket{stage="detect"}[1m])))'

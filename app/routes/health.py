@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, require_key_for_metrics
+from model.inference.loader import public_path
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +25,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
         body.update(status="failed", error=service.load_error)
     if service.info is not None:
         body["model"] = service.info.as_dict()
-        body["detector"] = str(service.settings.resolved_detector_weights())
+        body["detector"] = public_path(service.settings.resolved_detector_weights())
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 

@@ -17,7 +17,17 @@ from model.data.meta import CONFIG_KEY
 from model.inference.runners import OnnxRunner, Runner
 
 log = logging.getLogger("lgm_pose.model")
-DEFAULT_EXPORT_DIR = Path(__file__).resolve().parents[2] / "weights"  # where exports of packaged weights go
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_EXPORT_DIR = REPO / "weights"  # where exports of packaged weights go
+
+
+def public_path(path: str | Path) -> str:
+    """A path as responses may show it: relative to the repository when inside it, else the file name only."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
 
 
 @dataclass
@@ -51,7 +61,7 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
         runner: Runner = OnnxRunner(weights_path, threads)
         stored = runner.session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
         name = json.loads(stored)["name"] if stored else weights_path.stem
-        return runner, _info(runner, name, str(weights_path), True, "onnxruntime", "cpu", weights_path, {})
+        return runner, _info(runner, name, public_path(weights_path), True, "onnxruntime", "cpu", weights_path, {})
     from model.inference.runners import TorchRunner
     from model.inference.torch_loader import load_network, onnx_export_cached
 
@@ -65,7 +75,7 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
         device = "cpu"
     else:
         runner = TorchRunner(model, device, fp16)
-    shown = str(weights_path) if loaded else f"random-init (missing {weights_path})"
+    shown = public_path(weights_path) if loaded else f"random-init (missing {public_path(weights_path)})"
     return runner, _info(runner, model.cfg.name, shown, loaded, backend, device, onnx_path, meta)
 
 
@@ -75,7 +85,7 @@ def _info(runner: Runner, config: str, weights: str, loaded: bool, backend: str,
     return ModelInfo(config=config, input_hw=tuple(codec.input_hw), heatmap_hw=tuple(codec.heatmap_hw),
                      num_joints=runner.meta.dataset.num_joints, dataset=runner.meta.dataset.name, weights=weights,
                      weights_loaded=loaded, backend=backend, device=device,
-                     onnx_path=str(onnx_path) if onnx_path else None, checkpoint_meta=meta)
+                     onnx_path=public_path(onnx_path) if onnx_path else None, checkpoint_meta=meta)
 
 
 def build_detector(weights: Path, device: str = "cpu", imgsz: int = 640, fp16: bool = False,
