@@ -46,8 +46,9 @@ def server(checkpoint: Path):
 
 @pytest.fixture(scope="module")
 def onnx_server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
-    srv = LiveServer(_settings(checkpoint, backend="onnxruntime", queue_limit=2, max_wait_ms=50,
-                               onnx_cache_dir=tmp_path_factory.mktemp("onnx")))
+    cache = tmp_path_factory.mktemp("onnx")
+    srv = LiveServer(_settings(checkpoint, backend="onnxruntime", queue_limit=2, max_wait_ms=50, onnx_cache_dir=cache))
+    srv.cache = cache
     yield srv
     srv.stop()
 
@@ -191,7 +192,7 @@ def test_bad_input_then_healthy(server: LiveServer, bus_path: Path, case: str) -
 
 def test_onnxruntime_matches_torch(server: LiveServer, onnx_server: LiveServer, bus_path: Path) -> None:
     assert onnx_server.ready["model"]["backend"] == "onnxruntime"
-    assert Path(onnx_server.ready["model"]["onnx_path"]).is_file()
+    assert (onnx_server.cache / onnx_server.ready["model"]["onnx_path"]).is_file()  # shown by name only
     a, b = post_image(server.url, bus_path).json(), post_image(onnx_server.url, bus_path).json()
     assert len(a["persons"]) == len(b["persons"]) >= 4
     for pa, pb in zip(a["persons"], b["persons"], strict=True):
