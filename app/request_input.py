@@ -60,7 +60,10 @@ async def read_image_and_params(request: Request, settings: Settings) -> tuple[b
             data = await upload.read(limit + 1)
             if len(data) > limit:
                 raise TooManyBytes(f"image exceeds the limit of {limit} bytes")
-            raw.update({k: str(v) for k, v in form.items() if k in PARAM_NAMES and isinstance(v, str)})
+            fields = {k: str(v) for k, v in form.items() if k in PARAM_NAMES and isinstance(v, str)}
+            if fields:
+                parse_params(raw, settings)  # a query value a form field overrides must be valid too
+            raw.update(fields)
         finally:
             await form.close()
         return data, raw
@@ -108,7 +111,7 @@ def parse_option(name: str, value: Any, settings: Settings) -> float | int:
 
 
 def _option(raw: dict[str, str], name: str, default: float | int, settings: Settings) -> float | int:
-    return default if raw.get(name) in (None, "") else parse_option(name, raw[name], settings)
+    return default if raw.get(name) is None else parse_option(name, raw[name], settings)  # "" is no number
 
 
 def parse_boxes(text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,6 +147,9 @@ def parse_params(raw: dict[str, str], settings: Settings) -> PoseParams:
     if raw.get("boxes"):
         params.boxes, params.box_scores = parse_boxes(raw["boxes"], settings.max_persons)
         params.max_persons = settings.max_persons
+    image_id = raw.get("image_id")
+    if image_id not in (None, "") and not (image_id.isdigit() and len(image_id) <= 16 and int(image_id) <= 2**53):
+        raise BadParameter("image_id must be a whole number in [0, 2^53]")
     fmt = raw.get("format", "json")
     if fmt not in ("json", "coco"):
         raise BadParameter("format must be 'json' or 'coco'")

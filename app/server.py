@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -78,6 +79,28 @@ async def _start(state: ServiceState) -> None:
     except Exception as exc:  # stay up and say why on /readyz
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("model loading failed")
+
+
+def openapi_schema(app: FastAPI, settings: Settings) -> dict:
+    """FastAPI's schema, with the bounds that depend on the settings (max_persons)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for path in ("/pose", "/pose/render"):
+            operation = schema["paths"].get(path, {}).get("post", {})
+            form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
+            bounds = [p["schema"] for p in operation.get("parameters", []) if p["name"] == "max_persons"]
+            for bound in [*bounds, form.get("properties", {}).get("max_persons", {})]:
+                bound["maximum"] = settings.max_persons
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the schema documents for a concrete request path."""
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(template)), path):
+            return sorted(m.upper() for m in operations)
+    return []
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -143,7 +166,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, type_, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get("Allow", "")
+        return error_response(request, exc.status_code, type_, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -163,6 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.exception("internal error on %s (request id %s)", request.url.path, rid)
         return error_response(request, 500, "internal_error", f"internal error; request id {rid}")
 
+    app.openapi = lambda: openapi_schema(app, settings)
     app.include_router(pose.router)
     app.include_router(health.router)
     stream.install(app)  # WS /ws/pose, demo page at /

@@ -20,6 +20,7 @@ from app.errors import Conflict, NotFound, NotReady
 from app.eval_jobs import EvalJob, EvalJobManager
 from app.eval_spec import EvalRequest, build_spec
 from app.job_store import JobStore
+from app.schemas import ErrorResponse
 
 CANCEL_WAIT_S = 5.0
 
@@ -36,7 +37,9 @@ def install_eval(app: FastAPI) -> EvalJobManager:
         yield
         await asyncio.to_thread(manager.shutdown)  # runs before the batcher is stopped
 
-    router = APIRouter(prefix="/eval", tags=["evaluation"], lifespan=lifespan, dependencies=[KeyDep])
+    errors = {code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422, 503)}
+    router = APIRouter(prefix="/eval", tags=["evaluation"], lifespan=lifespan, dependencies=[KeyDep],
+                       responses=errors)
 
     def find(job_id: str) -> EvalJob:
         job = manager.jobs.get(job_id)

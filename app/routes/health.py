@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, require_key_for_metrics
+from app.schemas import ErrorResponse
 from model.inference.loader import public_path
 
 router = APIRouter(tags=["health"])
@@ -30,7 +31,7 @@ async def readyz(service: ServiceDep) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            dependencies=[Depends(require_key_for_metrics)])
+            dependencies=[Depends(require_key_for_metrics)], responses={401: {"model": ErrorResponse}})
 async def prometheus(service: ServiceDep) -> Response:
     if service.batcher is not None:
         service.metrics.queue_depth.set(service.batcher.depth())

@@ -18,20 +18,23 @@ from app.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_res
 router = APIRouter(tags=["pose"], dependencies=[KeyDep])
 
 IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+UNIT_INTERVAL = {"type": "number", "minimum": 0, "maximum": 1}
+MAX_PERSONS = {"type": "integer", "minimum": 1, "maximum": 20}  # the app sets the maximum to its settings' limit
 POSE_REQUEST_DOC: dict[str, Any] = {
     "parameters": [
         {"name": "boxes", "in": "query", "required": False, "schema": {"type": "string"},
          "description": "JSON [[x1,y1,x2,y2(,score)], ...]: skip detection, boxes returned exactly"},
-        {"name": "det_conf", "in": "query", "required": False, "schema": {"type": "number"}},
-        {"name": "kpt_thr", "in": "query", "required": False, "schema": {"type": "number"}},
-        {"name": "max_persons", "in": "query", "required": False, "schema": {"type": "integer"}},
+        {"name": "det_conf", "in": "query", "required": False, "schema": UNIT_INTERVAL},
+        {"name": "kpt_thr", "in": "query", "required": False, "schema": UNIT_INTERVAL},
+        {"name": "max_persons", "in": "query", "required": False, "schema": MAX_PERSONS},
         {"name": "format", "in": "query", "required": False, "schema": {"enum": ["json", "coco"]}},
-        {"name": "image_id", "in": "query", "required": False, "schema": {"type": "integer"}},
+        {"name": "image_id", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "maximum": 2**53}},
     ],
     "requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
             "image": {"type": "string", "format": "binary"}, "boxes": {"type": "string"},
-            "det_conf": {"type": "number"}, "kpt_thr": {"type": "number"}, "max_persons": {"type": "integer"}}}},
+            "det_conf": UNIT_INTERVAL, "kpt_thr": UNIT_INTERVAL, "max_persons": MAX_PERSONS}}},
         "image/jpeg": IMAGE_BODY, "image/png": IMAGE_BODY, "image/webp": IMAGE_BODY, "image/bmp": IMAGE_BODY}},
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -50,10 +53,7 @@ async def run_pose(request: Request, pipeline: PipelineDep,
 async def pose(request: Request, pipeline: PipelineDep, settings: SettingsDep, meta: MetaDep) -> Any:
     _, result, raw = await run_pose(request, pipeline, settings)
     if raw.get("format") == "coco":
-        try:
-            image_id = int(raw.get("image_id", 0))
-        except ValueError:
-            image_id = 0
+        image_id = int(raw.get("image_id") or 0)  # validated by parse_params
         return [r.model_dump() for r in to_coco(result, image_id)]
     return to_response(result, meta.dataset).model_dump()
 
