@@ -78,9 +78,8 @@ def _is_complete(data: bytes, fmt: str) -> bool:
     return True
 
 
-def decode_image(data: bytes, max_bytes: int, max_pixels: int) -> np.ndarray:
-    """Validated bytes -> BGR uint8 (H, W, 3); raises the typed errors of `app.errors`."""
-    fmt, _, _ = probe(data, max_bytes, max_pixels)
+def decode_probed(data: bytes, fmt: str) -> np.ndarray:
+    """Bytes whose header `probe` has checked (format `fmt`) -> BGR uint8 (H, W, 3); raises `app.errors` types."""
     if not _is_complete(data, fmt):
         raise TruncatedImage(f"{fmt} image is truncated ({len(data)} bytes)")
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)

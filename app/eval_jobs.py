@@ -309,7 +309,7 @@ class EvalJobManager:
 
     def _detect(self, job: EvalJob, gate: LiveGate) -> list[dict[str, Any]]:
         """Person boxes of the service's own detector on the images, as COCO detection results."""
-        from model.eval.coco import load_coco
+        from model.eval.coco import detection_records, load_coco
         from model.eval.predict import image_path, read_image
 
         pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
@@ -326,9 +326,7 @@ class EvalJobManager:
             if image is not None:
                 gate.wait(job.cancel)
                 boxes, scores = pipeline.detect_blocking(image, job.spec.det_conf, self.service.settings.max_persons)
-                detections += [{"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
-                                "score": sc} for (x1, y1, x2, y2), sc in zip(boxes.tolist(), scores.tolist(),
-                                                                             strict=True)]
+                detections += detection_records(image_id, boxes, scores)
             update(n, len(ids))
         (job.workdir / "detections.json").write_text(json.dumps(detections))
         return detections

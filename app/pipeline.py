@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.batcher import PRIORITY_LIVE, DynamicBatcher
-from app.decode_image import decode_image, probe
+from app.decode_image import decode_probed, probe
 from app.errors import QueueFull
 from app.metrics import Metrics
 from app.settings import Settings
@@ -124,9 +124,9 @@ class PosePipeline:
             start = time.perf_counter()
             s = self.settings
             limit = max_bytes or s.max_upload_bytes
-            _, width, height = await asyncio.to_thread(probe, data, limit, s.max_pixels)  # the header only
+            fmt, width, height = await asyncio.to_thread(probe, data, limit, s.max_pixels)  # the header only
             with self._pixels.hold(width * height):  # memory admission: decoded pixels in flight
-                image = await asyncio.to_thread(decode_image, data, limit, s.max_pixels)
+                image = await asyncio.to_thread(decode_probed, data, fmt)
                 decode_s = time.perf_counter() - start
                 result = await self.estimate_image(image, params, priority, start=start)
             self._observe(result.timing_ms, "decode", decode_s)

@@ -79,3 +79,12 @@ def heatmap_points_to_image(coords: np.ndarray, centers: np.ndarray, sizes: np.n
     for i in range(len(out)):
         out[i] = apply(heatmap_to_image_matrix(centers[i], sizes[i], heatmap_wh), coords[i])
     return out
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two x1y1x2y2 boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

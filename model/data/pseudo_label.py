@@ -19,17 +19,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from model.data.geometry import box_iou
 from model.data.layout import resolve_split, split_data_arg
 from model.inference.yolo import load_yolo
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """IoU of two x1y1x2y2 boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def is_annotated(box: np.ndarray, annotations: list[dict], min_iou: float = 0.3) -> bool:

@@ -48,6 +48,13 @@ def gt_boxes(coco: COCO, image_ids: Iterable[int]) -> list[dict[str, Any]]:
     return boxes
 
 
+def detection_records(image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    """A detector's person boxes (x1y1x2y2) on one image as COCO detection results."""
+    return [{"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score}
+            for (x1, y1, x2, y2), score in zip(np.asarray(boxes_xyxy).tolist(), np.asarray(scores).tolist(),
+                                                strict=True)]
+
+
 def detection_boxes(det_file: str | Path | list[dict[str, Any]], image_ids: Iterable[int],
                     score_threshold: float = 0.0) -> list[dict[str, Any]]:
     """Person boxes from a COCO detection-results json (category 1, score >= threshold) on the given images."""

@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from model.data.layout import resolve_split, split_data_arg
-from model.eval.coco import load_coco, score_results
+from model.eval.coco import detection_records, load_coco, score_results
 from model.eval.coco_engine import evaluate_coco
 from model.eval.predict import read_image
 from model.inference.loader import build_detector
@@ -34,8 +34,7 @@ def service_detections(ann_file: Path, image_dir: Path, weights: str | None, img
     for image_id in tqdm(coco.getImgIds(), desc="service detector", unit="img"):
         image = read_image(image_dir / coco.imgs[image_id]["file_name"])
         boxes, scores = detector.detect(image, conf, max_persons)
-        detections += [{"image_id": image_id, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": sc}
-                       for (x1, y1, x2, y2), sc in zip(boxes.tolist(), scores.tolist(), strict=True)]
+        detections += detection_records(image_id, boxes, scores)
     return detections
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from model.data import geometry
 from model.data.datasets import COCO
 from model.data.layout import resolve_split, split_data_arg
+from model.data.teacher import oks_on_labelled
 from model.eval.bootstrap import bootstrap_ap
 from model.eval.coco import clip_box, gt_boxes, load_coco, score_results, to_records
 from model.eval.coco_engine import image_persons
@@ -31,16 +32,6 @@ from model.nn.checkpoint import load_model
 
 SIZE_BINS = {"small (<32^2 px)": (0, 32**2), "medium": (32**2, 96**2), "large (>96^2 px)": (96**2, 1e12)}
 JOINT_BINS = {"1-5 joints": (1, 5), "6-10 joints": (6, 10), "11-17 joints": (11, 17)}
-
-
-def oks(pred: np.ndarray, gt: np.ndarray, area: float) -> float:
-    """COCO OKS of one predicted pose (K, 2) against ground truth (K, 3) over its labelled joints."""
-    seen = gt[:, 2] > 0
-    if not seen.any():
-        return 0.0
-    d2 = ((pred[seen] - gt[seen, :2]) ** 2).sum(1)
-    var = (2 * COCO.sigma_array()[seen]) ** 2
-    return float(np.mean(np.exp(-d2 / var / (area + np.spacing(1)) / 2)))
 
 
 def _persons(coco, ids: list[int]) -> list[dict[str, Any]]:
@@ -63,16 +54,9 @@ def _persons(coco, ids: list[int]) -> list[dict[str, Any]]:
     for group in by_image.values():
         for n in group:
             a = persons[n]["box"]
-            ious = [_iou(a, persons[m]["box"]) for m in group if m != n]
+            ious = [geometry.box_iou(a, persons[m]["box"]) for m in group if m != n]
             persons[n]["occluded"] = bool(ious and max(ious) > 0.1)
     return persons
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-9)
 
 
 def lgm_rows(weights: str, files, ids: list[int], persons: list[dict], flip: bool) -> dict[str, Any]:
@@ -116,7 +100,8 @@ def yolo_whole_image(yolo, files, coco, ids: list[int], persons: list[dict], img
         records += to_records([image_id] * len(xy), xy, conf, box_conf)
         used: set[int] = set()
         for n in by_image.get(image_id, []):
-            cands = [(oks(xy[d], persons[n]["gt"], persons[n]["area"]), d) for d in range(len(xy)) if d not in used]
+            cands = [(oks_on_labelled(persons[n]["gt"], xy[d], persons[n]["area"]), d) for d in range(len(xy))
+                     if d not in used]
             if cands and max(cands)[0] > 0.1:
                 best = max(cands)[1]
                 used.add(best)
@@ -140,7 +125,7 @@ def yolo_zoomed(yolo, files, coco, persons: list[dict], imgsz: int):
         if r.keypoints is None or len(r.boxes) == 0:
             continue
         target = geometry.apply(matrix, p["box"].reshape(2, 2)).reshape(4)
-        best = int(np.argmax([_iou(b, target) for b in r.boxes.xyxy.cpu().numpy()]))
+        best = int(np.argmax([geometry.box_iou(b, target) for b in r.boxes.xyxy.cpu().numpy()]))
         xy = geometry.apply(geometry.invert(matrix), r.keypoints.xy.cpu().numpy()[best])
         out[n] = xy
         records += to_records([p["ann"]["image_id"]], xy[None], r.keypoints.conf.cpu().numpy()[best][None],
@@ -150,7 +135,7 @@ def yolo_zoomed(yolo, files, coco, persons: list[dict], imgsz: int):
 
 def breakdown(poses: list[np.ndarray | None], persons: list[dict]) -> dict[str, Any]:
     """Mean OKS by size, labelled joints and occlusion; per-joint median error / box height."""
-    scores = np.array([oks(p, q["gt"], q["area"]) if p is not None else 0.0 for p, q in zip(poses, persons,
+    scores = np.array([oks_on_labelled(q["gt"], p, q["area"]) if p is not None else 0.0 for p, q in zip(poses, persons,
                                                                                              strict=True)])
 
     def mean(mask: np.ndarray) -> dict[str, float]:
