@@ -2,7 +2,9 @@
 
 PIL opens lazily: `Image.open` reads only the header, which gives the format and the pixel count, so a
 decompression bomb is refused before it costs memory. A cheap structural check catches truncated files
-(cv2 would otherwise decode them with a grey tail), then OpenCV does the one real decode.
+(cv2 would otherwise decode them with a grey tail), then one real decode: JPEG through libjpeg-turbo
+(simplejpeg) in strict mode, which refuses corrupt scan data that cv2 fills with grey (a truncated file
+padded with an end marker); other formats through OpenCV.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
 from app import errors
@@ -23,6 +26,7 @@ SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/we
 # A baseline JPEG spends some bits on every 8x8 block: even a uniform image needs a byte per ~64 pixels (measured:
 # 62-64 at any quality). Beyond 8x that the header lies about the size (a pixel-amplification upload).
 MAX_JPEG_PIXELS_PER_BYTE = 512
+EXIF_ORIENTATION = 0x0112
 SUPPORTED_MEDIA_TYPES = frozenset(SUPPORTED_FORMATS.values()) | {"image/jpg", "image/x-ms-bmp"}
 
 
@@ -78,10 +82,44 @@ def _is_complete(data: bytes, fmt: str) -> bool:
     return True
 
 
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1-8; 1 = as stored) of an image's header."""
+    try:
+        with _pil_open()(io.BytesIO(data)) as im:
+            return int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return 1
+
+
+def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright as the EXIF orientation says (what cv2.imdecode and viewers do)."""
+    if orientation in (5, 6, 7, 8):  # 5 transpose, 6 rotate 90 cw, 7 transverse, 8 rotate 90 ccw
+        image = np.rot90(image, 1 if orientation in (5, 8) else -1)
+    if orientation in (3, 4, 5, 7):
+        image = image[::-1]
+    if orientation in (2, 3):
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """Strict libjpeg-turbo decode (any libjpeg warning, e.g. premature end of data, is an error), upright."""
+    _, _, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    if colorspace not in ("Gray", "YCbCr", "RGB"):  # CMYK/YCCK: turbojpeg cannot give BGR, OpenCV can
+        return None
+    try:
+        image = simplejpeg.decode_jpeg(data, colorspace="BGR", strict=True)
+    except ValueError as exc:
+        raise CorruptImage(f"JPEG image is corrupt: {exc}") from exc
+    return _apply_orientation(image, _exif_orientation(data))
+
+
 def decode_probed(data: bytes, fmt: str) -> np.ndarray:
     """Bytes whose header `probe` has checked (format `fmt`) -> BGR uint8 (H, W, 3); raises `app.errors` types."""
     if not _is_complete(data, fmt):
         raise TruncatedImage(f"{fmt} image is truncated ({len(data)} bytes)")
+    if fmt == "JPEG" and (image := _decode_jpeg(data)) is not None:
+        return image
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise CorruptImage(f"{fmt} image could not be decoded")

@@ -164,6 +164,7 @@ BAD_INPUTS = {
     "empty": (b"", "image/jpeg", {}, 400, "empty_body"),
     "not_an_image": (b"hello, not an image", "image/jpeg", {}, 400, "not_an_image"),
     "truncated": (None, "image/jpeg", {}, 400, "truncated_image"),
+    "truncated_padded_with_end_marker": (None, "image/jpeg", {}, 400, "corrupt_image"),
     "corrupt": (_corrupt_png(), "image/png", {}, 400, "corrupt_image"),
     "too_many_bytes": (b"\xff\xd8" + bytes(2_100_000), "image/jpeg", {}, 413, "too_many_bytes"),
     "too_many_pixels": (_big_png(), "image/png", {}, 413, "too_many_pixels"),
@@ -181,7 +182,8 @@ def test_bad_input_then_healthy(server: LiveServer, bus_path: Path, case: str) -
     data, content_type, params, status, error_type = BAD_INPUTS[case]
     bus = bus_path.read_bytes()
     if data is None:
-        data = bus[: len(bus) // 2] if case == "truncated" else bus
+        half = bus[: len(bus) // 2]
+        data = {"truncated": half, "truncated_padded_with_end_marker": half + b"\xff\xd9"}.get(case, bus)
     r = httpx.post(server.url + "/pose", content=data, headers={"Content-Type": content_type}, params=params,
                    timeout=60)
     assert r.status_code == status, r.text
