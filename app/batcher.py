@@ -3,7 +3,11 @@
 Callers (`submit`) live on the event loop; the forward pass runs in ONE dedicated worker thread, so the loop
 never blocks and the model is never entered concurrently. A batch is cut when it holds `max_batch` crops or
 when its oldest crop has waited `max_wait_ms`. Crops are taken by priority (lower number first: 0 = live
-HTTP/WebSocket traffic, higher = background work such as evaluation), oldest first within a priority.
+HTTP/WebSocket traffic, higher = background work such as evaluation) and, within a priority, from the waiting
+submission (one request or stream frame) whose client has had the least compute lately (app/compute_gate.py;
+without a gate: the one with the fewest crops left): a 2-person request is not held behind the 40 crops of a
+crowded stream frame. On CPU, where a batch costs the sum of its crops, small batches keep the wait for the
+pass in progress short; the pass itself waits for its turn at the compute gate.
 Each priority admits at most `queue_limit` pending submissions; beyond that `submit` raises QueueFull.
 """
 
@@ -13,12 +17,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.compute_gate import ComputeGate
 from app.errors import QueueFull
 from app.metrics import Metrics
 
@@ -46,17 +52,24 @@ class _Item:
     enqueued: float
 
 
+@dataclass(eq=False)
+class _Submission:
+    items: deque[_Item]
+    client: Hashable
+
+
 class DynamicBatcher:
     """Gathers (3, H, W) float32 crops into batches for `forward((B, 3, H, W)) -> (B, K, h, w)`."""
 
     def __init__(self, forward: Callable[[np.ndarray], np.ndarray], *, max_batch: int, max_wait_ms: float,
-                 queue_limit: int, metrics: Metrics | None = None) -> None:
+                 queue_limit: int, metrics: Metrics | None = None, gate: ComputeGate | None = None) -> None:
         self.forward = forward
+        self.gate = gate
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_limit = queue_limit
         self.metrics = metrics
-        self._queues: dict[int, deque[_Item]] = {}
+        self._queues: dict[int, list[_Submission]] = {}  # priority -> waiting submissions (their crops left)
         self._pending: dict[int, int] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose-forward")
         self._arrived: asyncio.Event | None = None
@@ -80,10 +93,10 @@ class DynamicBatcher:
                 pass
             self._task = None
         for queue in self._queues.values():
-            while queue:
-                item = queue.popleft()
+            for item in (it for submission in queue for it in submission.items):
                 if not item.future.done():
                     item.future.set_exception(RuntimeError("batcher stopped"))
+            queue.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # callers ---------------------------------------------------------------------------------------------------
@@ -93,10 +106,12 @@ class DynamicBatcher:
 
     def depth(self) -> int:
         """Crops waiting for a forward pass, all priorities."""
-        return sum(len(q) for q in self._queues.values())
+        return sum(len(sub.items) for q in self._queues.values() for sub in q)
 
-    async def submit(self, crops: np.ndarray, priority: int = PRIORITY_LIVE) -> BatchOutput:
-        """Queue (n, 3, H, W) crops and wait for their heatmaps; raises QueueFull when the priority is full."""
+    async def submit(self, crops: np.ndarray, priority: int = PRIORITY_LIVE,
+                     client: Hashable | None = None) -> BatchOutput:
+        """Queue (n, 3, H, W) crops and wait for their heatmaps; raises QueueFull when the priority is full.
+        `client` (a stream, a request) is charged for their compute; default: this submission alone."""
         if self._task is None or self._arrived is None:
             raise RuntimeError("batcher not started")
         if len(crops) == 0:
@@ -108,7 +123,7 @@ class DynamicBatcher:
         items = [_Item(np.ascontiguousarray(c, dtype=np.float32), loop.create_future(), now) for c in crops]
         self._pending[priority] = self.pending(priority) + 1
         try:
-            self._queues.setdefault(priority, deque()).extend(items)
+            self._queues.setdefault(priority, []).append(_Submission(deque(items), client or object()))
             self._update_depth()
             self._arrived.set()
             results = await asyncio.gather(*(it.future for it in items))
@@ -128,19 +143,40 @@ class DynamicBatcher:
         if self.metrics is not None:
             self.metrics.queue_depth.set(self.depth())
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> tuple[list[_Item], list[Hashable], tuple[int, float]]:
+        """Up to `max_batch` crops, highest priority first, then from the submission whose client had the least
+        compute lately (fewest crops left on a tie); their clients and the batch's key at the compute gate."""
+        recent = self.gate.ledger.recent if self.gate is not None else (lambda client: 0.0)
         batch: list[_Item] = []
+        clients: list[Hashable] = []
+        key: tuple[int, float] | None = None
         for priority in sorted(self._queues):
             queue = self._queues[priority]
             while queue and len(batch) < self.max_batch:
-                item = queue.popleft()
+                submission = min(queue, key=lambda sub: (recent(sub.client), len(sub.items)))
+                key = key or (priority, recent(submission.client))
+                item = submission.items.popleft()
+                if not submission.items:
+                    queue.remove(submission)
                 if not item.future.done():  # skip crops of cancelled callers
                     batch.append(item)
+                    clients.append(submission.client)
         self._update_depth()
-        return batch
+        return batch, clients, key or (0, 0.0)
 
-    def _run_forward(self, crops: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(self.forward(np.stack(crops)), dtype=np.float32)
+    def _run_forward(self, crops: list[np.ndarray], clients: list[Hashable],
+                     key: tuple[int, float]) -> tuple[np.ndarray, float, float]:
+        """Heatmaps, start and duration of the forward pass, run in its turn at the compute gate; each crop's
+        client is charged its share of the pass."""
+        batch = np.stack(crops)
+        with self.gate.slot(key) if self.gate is not None else nullcontext():
+            started = time.perf_counter()
+            heatmaps = np.asarray(self.forward(batch), dtype=np.float32)
+            elapsed = time.perf_counter() - started
+        if self.gate is not None:
+            for client in clients:
+                self.gate.ledger.charge(client, elapsed / len(clients))
+        return heatmaps, started, elapsed
 
     async def _run(self) -> None:
         assert self._arrived is not None
@@ -151,7 +187,7 @@ class DynamicBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            oldest = min(q[0].enqueued for q in self._queues.values() if q)
+            oldest = min(sub.items[0].enqueued for q in self._queues.values() for sub in q)
             delay = oldest + self.max_wait_s - time.perf_counter()
             if size < self.max_batch and delay > 0:
                 self._arrived.clear()
@@ -160,19 +196,18 @@ class DynamicBatcher:
                 except TimeoutError:
                     pass
                 continue
-            batch = self._take()
+            batch, clients, key = self._take()
             if not batch:
                 continue
-            started = time.perf_counter()
             try:
-                heatmaps = await loop.run_in_executor(self._executor, self._run_forward, [it.crop for it in batch])
+                heatmaps, started, elapsed = await loop.run_in_executor(self._executor, self._run_forward,
+                                                                        [it.crop for it in batch], clients, key)
             except Exception as exc:  # a failed forward fails its callers, never the loop
                 log.exception("pose forward pass of %d crops failed", len(batch))
                 for it in batch:
                     if not it.future.done():
                         it.future.set_exception(exc)
                 continue
-            elapsed = time.perf_counter() - started
             self.forwards += 1
             if self.metrics is not None:
                 self.metrics.batch_size.observe(len(batch))

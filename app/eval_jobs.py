@@ -29,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
+from app.compute_gate import EVAL_CLIENT
 from app.errors import QueueFull
 from app.eval_spec import EvalSpec
 from app.job_store import JobStore
@@ -125,7 +126,7 @@ class BatcherRunner:
         while True:
             if self.loop.is_closed() or not self.loop.is_running():
                 raise RuntimeError("service is shutting down")
-            future = asyncio.run_coroutine_threadsafe(self.batcher.submit(chunk, self.priority), self.loop)
+            future = asyncio.run_coroutine_threadsafe(self.batcher.submit(chunk, self.priority, EVAL_CLIENT), self.loop)
             try:
                 while True:
                     try:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.batcher import PRIORITY_LIVE, DynamicBatcher
+from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE, DynamicBatcher
+from app.compute_gate import EVAL_CLIENT, ComputeGate
 from app.decode_image import decode_probed, probe
 from app.errors import QueueFull
 from app.metrics import Metrics
@@ -85,12 +86,13 @@ class PosePipeline:
     """Owns the detector thread and the admission counter; shares the batcher with other callers."""
 
     def __init__(self, settings: Settings, topdown: TopDown, detector: Detector, batcher: DynamicBatcher,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, gate: ComputeGate) -> None:
         self.settings = settings
         self.topdown = topdown
         self.detector = detector
         self.batcher = batcher
         self.metrics = metrics
+        self.gate = gate
         self._detect_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detect")
         self._admitted = 0
         self._pixels = PixelBudget(settings.max_pixels_in_flight)
@@ -103,19 +105,29 @@ class PosePipeline:
         """Live POST /pose requests admitted and not yet answered."""
         return self._admitted
 
+    def _detect(self, image: np.ndarray, conf: float, max_persons: int, priority: int,
+                client: Hashable) -> tuple[np.ndarray, np.ndarray]:
+        """Detection on the detector's thread, in the client's turn at the compute gate."""
+        with self.gate.run_for(priority, client):
+            return self.detector.detect(image, conf, max_persons)
+
     def detect_blocking(self, image: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]:
-        """Person detection from another thread, run on the detector's own thread (it is not thread-safe)."""
-        return self._detect_thread.submit(self.detector.detect, image, conf, max_persons).result()
+        """Background (evaluation) detection from another thread, on the detector's own thread (it is not
+        thread-safe)."""
+        return self._detect_thread.submit(self._detect, image, conf, max_persons, PRIORITY_BACKGROUND,
+                                          EVAL_CLIENT).result()
 
     def _observe(self, timing: dict[str, float], stage: str, seconds: float) -> None:
         timing[stage] = round(seconds * 1000.0, 3)
         self.metrics.stage_duration.labels(stage=stage).observe(seconds)
 
     async def estimate_bytes(self, data: bytes, params: PoseParams, priority: int = PRIORITY_LIVE,
-                             max_bytes: int | None = None) -> tuple[np.ndarray, PoseResult]:
+                             max_bytes: int | None = None,
+                             client: Hashable | None = None) -> tuple[np.ndarray, PoseResult]:
         """Decode an image (HTTP body or stream frame) and estimate its poses; returns the image too.
 
         The one entry of live traffic: admission (503 beyond `queue_limit`), the decode limits, the pipeline.
+        `client` shares compute fairly with others (a stream passes itself; default: this request alone).
         """
         if self._admitted >= self.settings.queue_limit:
             raise QueueFull(f"service busy: {self._admitted} requests in progress (limit {self.settings.queue_limit})")
@@ -128,34 +140,28 @@ class PosePipeline:
             with self._pixels.hold(width * height):  # memory admission: decoded pixels in flight
                 image = await asyncio.to_thread(decode_probed, data, fmt)
                 decode_s = time.perf_counter() - start
-                result = await self.estimate_image(image, params, priority, start=start)
+                result = await self.estimate_image(image, params, priority, start=start, client=client)
             self._observe(result.timing_ms, "decode", decode_s)
             return image, result
         finally:
             self._admitted -= 1
 
-    def _detect_and_crop(self, image: np.ndarray, params: PoseParams):
-        if params.boxes is not None:
-            boxes = params.boxes[: params.max_persons]
-            scores = params.box_scores[: len(boxes)] if params.box_scores is not None else np.ones(len(boxes))
-        else:
-            boxes, scores = self.detector.detect(image, params.det_conf, params.max_persons)
-        return boxes, scores, self.topdown.prepare(image, boxes)
-
     async def estimate_image(self, image: np.ndarray, params: PoseParams, priority: int = PRIORITY_LIVE,
-                             start: float | None = None) -> PoseResult:
+                             start: float | None = None, client: Hashable | None = None) -> PoseResult:
         """Poses of a decoded BGR image. Client boxes skip the detector; `priority` orders the shared batcher."""
         start = time.perf_counter() if start is None else start
+        client = client if client is not None else object()
         timing: dict[str, float] = {}
         t = time.perf_counter()
         if params.boxes is None:
-            loop = asyncio.get_running_loop()
-            boxes, box_scores, prepared = await loop.run_in_executor(self._detect_thread, self._detect_and_crop,
-                                                                     image, params)
+            boxes, box_scores = await asyncio.get_running_loop().run_in_executor(
+                self._detect_thread, self._detect, image, params.det_conf, params.max_persons, priority, client)
         else:
-            boxes, box_scores, prepared = await asyncio.to_thread(self._detect_and_crop, image, params)
+            boxes = params.boxes[: params.max_persons]
+            box_scores = params.box_scores[: len(boxes)] if params.box_scores is not None else np.ones(len(boxes))
+        prepared = await asyncio.to_thread(self.topdown.prepare, image, boxes)  # off the detector thread
         self._observe(timing, "detect", time.perf_counter() - t)
-        batch = await self.batcher.submit(prepared.inputs, priority)
+        batch = await self.batcher.submit(prepared.inputs, priority, client)
         self._observe(timing, "queue_wait", batch.queue_wait_s)
         self._observe(timing, "pose", batch.forward_s)
         timing["pose_per_person"] = round(batch.per_crop_s * (2 if prepared.flip else 1) * 1000.0, 3)

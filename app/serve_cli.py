@@ -33,7 +33,8 @@ def run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(settings.describe(), flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                server_header=False, timeout_graceful_shutdown=settings.shutdown_timeout_s)
+                server_header=False, timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                ws_per_message_deflate=False)  # frames are JPEG (incompressible); no inflate-bomb vector
     return 0
 
 

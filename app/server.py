@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.batcher import DynamicBatcher
+from app.compute_gate import ComputeGate
 from app.deps import ServiceState
 from app.errors import ServiceError
 from app.memory import pin_mmap_threshold
@@ -67,11 +68,13 @@ async def _start(state: ServiceState) -> None:
         state.info, state.meta = info, runner.meta
         state.metrics.set_model_info(config=info.config, input_size=f"{info.input_hw[1]}x{info.input_hw[0]}",
                                      device=info.device, backend=info.backend, weights=info.weights)
+        gate = ComputeGate(s.compute_slots)
         state.batcher = DynamicBatcher(runner, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
-                                       queue_limit=s.queue_limit, metrics=state.metrics)
+                                       queue_limit=s.queue_limit, metrics=state.metrics, gate=gate)
         await state.batcher.start()
         await state.batcher.submit(np.zeros((1, 3, *info.input_hw), dtype=np.float32))  # warm-up
-        state.pipeline = PosePipeline(s, TopDown(runner.meta, s.flip_test), detector, state.batcher, state.metrics)
+        state.pipeline = PosePipeline(s, TopDown(runner.meta, s.flip_test), detector, state.batcher, state.metrics,
+                                      gate)
         state.ready = True
         log.info("ready: pose %s (%s, %s joints) on %s/%s, weights %s; detector %s", info.config,
                  "trained/loaded" if info.weights_loaded else "RANDOM INIT", info.dataset, info.backend,

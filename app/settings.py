@@ -34,8 +34,13 @@ class Settings(BaseSettings):
     flip_test: bool = Field(True, description="average with the mirrored crop's heatmaps: more accurate "
                             "keypoints for twice the pose compute")
     kpt_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    max_batch: int = Field(32, ge=1)
+    max_batch: int | None = Field(None, ge=1, description="crops per pose forward pass; default 2 on cpu (a "
+                                  "batch costs the sum of its crops there, so a big one only delays the next "
+                                  "request), 32 on cuda")
     max_wait_ms: float = Field(10.0, ge=0.0)
+    compute_slots: int | None = Field(None, ge=1, description="network calls (detections, pose passes) computing "
+                                      "at once, the smallest job first; default 1 on cpu (each network uses every "
+                                      "core already), 2 on cuda")
     queue_limit: int = Field(64, ge=1, description="requests admitted to detect+pose (and submissions per "
                                                    "priority in the batcher); beyond it: 503")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
@@ -56,6 +61,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
     api_key: SecretStr | None = Field(None, description="bearer token every route but /healthz and /readyz needs; "
                                       "unset: no authentication")
+    api_key_file: Path | None = Field(None, description="a file holding the API key (Docker and Compose secrets, "
+                                      "/run/secrets/...); read at start when LGM_POSE_API_KEY is unset")
     metrics_public: bool = Field(False, description="serve /metrics without the API key")
     allowed_origins: list[str] = Field(default_factory=list, description="browser origins (scheme://host:port) "
                                        "besides the service's own that may open streams and call the API (CORS)")
@@ -64,6 +71,8 @@ class Settings(BaseSettings):
                                       "requests and connections before the process exits")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
                                     "beyond it the socket is closed with code 1009")
+    ws_max_fps: float = Field(30.0, gt=0, description="frames a second one stream's socket is read at most; a "
+                              "faster sender is held back by TCP back-pressure")
     ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
     ws_detect_every: int = Field(1, ge=1, description="streams: run the person detector every N frames; in "
                                  "between, boxes come from each person's last keypoints (1: every frame)")
@@ -77,11 +86,21 @@ class Settings(BaseSettings):
     tracker_max_age: int = Field(30, ge=0, description="frames a track survives without a matching detection")
 
     @model_validator(mode="after")
-    def _default_backend(self) -> Settings:
+    def _resolve_defaults(self) -> Settings:
+        """Device-dependent defaults (backends, batch size) and the API key from its file."""
         if self.backend is None:
             self.backend = "onnxruntime" if self.device == "cpu" else "torch"
         if self.detector_backend is None:
             self.detector_backend = "onnxruntime" if self.device == "cpu" else "torch"
+        if self.api_key is None and self.api_key_file is not None:
+            key = Path(self.api_key_file).read_text().strip()
+            if not key:
+                raise ValueError(f"api_key_file {self.api_key_file} is empty")
+            self.api_key = SecretStr(key)
+        if self.max_batch is None:
+            self.max_batch = 2 if self.device == "cpu" else 32
+        if self.compute_slots is None:
+            self.compute_slots = 1 if self.device == "cpu" else 2
         return self
 
     def resolved_detector_weights(self) -> Path:

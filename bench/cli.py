@@ -1,11 +1,11 @@
-"""`lgm-pose bench model|service`."""
+"""`lgm-pose bench model|service|hostile`."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-SUITES = {"model": "bench.model_speed", "service": "bench.service_load"}
+SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -13,7 +13,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: model (CPU latency) or service (live load)")
+    p = sub.add_parser("bench", help="benchmarks: model (CPU latency), service (live load), "
+                                       "hostile (memory and fairness under hostile clients)")
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--config", default="coco_256x192")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])

@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Callable
-
-import httpx
 
 from app.server import create_app
 from app.settings import Settings
+from bench.server_process import free_port, wait_ready
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> dict:
-    """Poll /readyz until 200 (its JSON is returned); a 'failed' status or a dead server raises."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not alive():
-            raise RuntimeError("server exited before it was ready")
-        try:
-            r = httpx.get(url + "/readyz", timeout=2)
-            if r.status_code == 200:
-                return r.json()
-            if r.json().get("status") == "failed":
-                raise RuntimeError(r.text)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("server did not get ready")
+__all__ = ["LiveServer", "free_port", "wait_ready"]
 
 
 class LiveServer:

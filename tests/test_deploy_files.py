@@ -31,6 +31,7 @@ DASHBOARD_PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = GRAFANA / "dashboards" / "lgm-pose.json"
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
 PORT = DEFAULTS["port"]
+API_KEY_SECRET = "lgm_pose_api_key"
 ENV_DEFAULT = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
 
@@ -217,14 +218,20 @@ def test_compose_builds_and_mounts_existing_paths() -> None:
             assert target.startswith("/"), target
 
 
-def test_compose_pose_env_matches_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compose_pose_env_matches_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name, svc in pose_services().items():
         env = {k: interpolate(str(v)) for k, v in svc["environment"].items()}
+        # the API key comes from the compose secret the service mounts (a stand-in file here)
+        assert env["LGM_POSE_API_KEY_FILE"] == f"/run/secrets/{API_KEY_SECRET}", name
+        assert API_KEY_SECRET in svc["secrets"], name
+        (tmp_path / "key").write_text("k3y\n")
+        env["LGM_POSE_API_KEY_FILE"] = str(tmp_path / "key")
         unknown = [k for k in env if k.startswith("LGM_POSE_") and k[len("LGM_POSE_"):].lower() not in DEFAULTS]
         assert not unknown, f"{name}: not settings of app/settings.py: {unknown}"
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = Settings()  # validates every value
+        assert settings.api_key is not None and settings.api_key.get_secret_value() == "k3y"
         assert settings.host == "0.0.0.0" and settings.port == PORT
         assert settings.device == ("cuda" if "gpu" in svc.get("profiles", []) else "cpu")
         assert [p.split(":")[-1] for p in svc["ports"]] == [str(PORT)]
@@ -259,7 +266,21 @@ def test_prometheus_scrapes_the_service() -> None:
     config_flag = next(a for a in prom["command"] if a.startswith("--config.file="))
     mounts = {target: source for source, target, _ in bind_mounts(prom)}
     assert (REPO / mounts[config_flag.split("=", 1)[1]]).resolve() == PROM_CONFIG
-    assert "9090:9090" in prom["ports"]
+    assert prom["ports"] == ["127.0.0.1:9090:9090"]  # Prometheus' own UI: this host only
+    # the scrape carries the service's API key, from the same compose secret the service reads
+    assert job["authorization"]["credentials_file"] == f"/run/secrets/{API_KEY_SECRET}"
+    assert API_KEY_SECRET in prom["secrets"]
+
+
+def test_api_key_secret_is_a_gitignored_file_never_in_an_image() -> None:
+    source = interpolate(compose()["secrets"][API_KEY_SECRET]["file"])
+    assert PurePosixPath(source).parent == PurePosixPath("deploy/secrets")
+    ignored = subprocess.run(["git", "check-ignore", "-q", source], cwd=REPO).returncode == 0
+    assert ignored, f"{source} must be gitignored"
+    assert "deploy/secrets/" in (REPO / ".dockerignore").read_text().split()
+    grafana = service("grafana")
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]
+    assert interpolate(grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"]) == "false"
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed")
@@ -288,7 +309,7 @@ def test_grafana_provisioning_points_at_the_dashboards() -> None:
 def test_datasource_uid_is_used_by_every_panel() -> None:
     (ds,) = yaml.safe_load(DATASOURCES.read_text())["datasources"]
     assert ds["type"] == "prometheus" and ds["uid"]
-    assert ds["url"] == "http://prometheus:9090" and "9090:9090" in service("prometheus")["ports"]
+    assert ds["url"] == "http://prometheus:9090" and service("prometheus")["ports"][0].endswith(":9090:9090")
     dash = json.loads(DASHBOARD.read_text())
 
     def walk(node):

@@ -16,6 +16,7 @@ from live_server import LiveServer  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from app.settings import Settings  # noqa: E402
+from bench.hostile import amplification_jpeg  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -178,17 +179,6 @@ def test_chunked_upload_cut_off_at_the_limit(server: LiveServer, content_type: s
         answer = sock.recv(65536).decode(errors="replace")
     assert answer.startswith("HTTP/1.1 413"), answer[:200]
     assert sent < 40 * (1 << 20), sent  # the limit (2 MB here) plus what the socket buffers held
-
-
-def amplification_jpeg() -> bytes:
-    """A real 16x16 JPEG whose header is rewritten to claim 6000x6600 pixels: a few hundred bytes, 40 MP."""
-    import cv2
-    import numpy as np
-
-    data = bytearray(cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))[1].tobytes())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = (6600).to_bytes(2, "big") + (6000).to_bytes(2, "big")
-    return bytes(data)
 
 
 def test_pixel_amplification_jpeg_refused_before_decoding(random_checkpoint: Path) -> None:

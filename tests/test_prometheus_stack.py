@@ -30,6 +30,8 @@ PROM_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "lgm-pose.json"
 SERVICE_TARGET = "lgm-pose:8000"
 # Grafana's interval variables -> windows that hold several 1 s scrapes
+KEY = "prometheus-stack-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m"}
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
@@ -62,14 +64,17 @@ def to_promql(expr: str) -> str:
     return expr
 
 
-def local_config(service_port: int, prom_port: int) -> dict:
-    """The repository's prometheus.yml with the service target -> 127.0.0.1:service_port, 1 s scrapes."""
+def local_config(service_port: int, prom_port: int, key_file: Path) -> dict:
+    """The repository's prometheus.yml with the service target -> 127.0.0.1:service_port, 1 s scrapes, and the
+    API key read from `key_file` instead of the compose secret."""
     cfg = yaml.safe_load(PROM_CONFIG.read_text())
     cfg["global"] = {**cfg.get("global", {}), "scrape_interval": "1s", "scrape_timeout": "1s",
                      "evaluation_interval": "1s"}
     rewritten = False
     for job in cfg["scrape_configs"]:
         job["scrape_interval"] = job["scrape_timeout"] = "1s"
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(key_file)
         kept = []
         for sc in job.get("static_configs", []):
             targets = sc["targets"]
@@ -89,11 +94,11 @@ def local_config(service_port: int, prom_port: int) -> dict:
 class LivePrometheus:
     """/usr/bin/prometheus on a free port with a given config, its TSDB in a temporary folder."""
 
-    def __init__(self, workdir: Path, service_port: int) -> None:
+    def __init__(self, workdir: Path, service_port: int, key_file: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(local_config(service_port, self.port), sort_keys=False))
+        config.write_text(yaml.safe_dump(local_config(service_port, self.port, key_file), sort_keys=False))
         self.log = workdir / "prometheus.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -131,13 +136,15 @@ class LivePrometheus:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Path):
     weights = random_checkpoint
+    key_file = tmp_path_factory.mktemp("secrets") / "api_key"
+    key_file.write_text(KEY + "\n")
     settings = Settings(pose_weights=weights, max_wait_ms=20, max_upload_bytes=2_000_000,
-                        max_pixels=2_000_000, torch_threads=2,
+                        max_pixels=2_000_000, torch_threads=2, api_key_file=key_file,  # as compose sets it up
                         onnx_cache_dir=tmp_path_factory.mktemp("onnx"))  # if the backend is onnxruntime
     server = LiveServer(settings)
     server.weights = weights
     try:
-        prom = LivePrometheus(tmp_path_factory.mktemp("prometheus"), server.port)
+        prom = LivePrometheus(tmp_path_factory.mktemp("prometheus"), server.port, key_file)
     except BaseException:
         server.stop()
         raise
@@ -153,7 +160,8 @@ def websocket_stream(url: str, frame: bytes, frames: int = 4) -> bool:
     from websockets.sync.client import connect
 
     try:
-        ws = connect(url.replace("http://", "ws://") + "/ws/pose", max_size=None, open_timeout=10)
+        ws = connect(url.replace("http://", "ws://") + "/ws/pose", max_size=None, open_timeout=10,
+                     subprotocols=[f"bearer.{KEY}"])
     except InvalidStatus:  # no WebSocket route (yet): the handshake is refused
         return False
     with ws:
@@ -172,13 +180,13 @@ def send_traffic(url: str, bus: bytes, poses: int) -> None:
     """`poses` good POST /pose (raw body and multipart) and three bad requests (two error types)."""
     for i in range(poses):
         if i % 2:
-            r = httpx.post(url + "/pose", files={"image": ("bus.jpg", bus, "image/jpeg")}, timeout=60)
+            r = httpx.post(url + "/pose", files={"image": ("bus.jpg", bus, "image/jpeg")}, headers=AUTH, timeout=60)
         else:
-            r = httpx.post(url + "/pose", content=bus, headers={"Content-Type": "image/jpeg"}, timeout=60)
+            r = httpx.post(url + "/pose", content=bus, headers={"Content-Type": "image/jpeg", **AUTH}, timeout=60)
         assert r.status_code == 200, r.text
     for content, ctype, status in ((b"", "image/jpeg", 400), (b"not an image", "image/jpeg", 400),
                                    (b"plain text", "text/plain", 415)):
-        r = httpx.post(url + "/pose", content=content, headers={"Content-Type": ctype}, timeout=30)
+        r = httpx.post(url + "/pose", content=content, headers={"Content-Type": ctype, **AUTH}, timeout=30)
         assert r.status_code == status, r.text
 
 
@@ -218,7 +226,8 @@ def test_dashboard_queries_return_data(stack, bus_path: Path) -> None:
     wait_scrapes(prom, instance, 2)
     send_traffic(server.url, bus, poses=4)
     streamed = websocket_stream(server.url, bus)
-    assert "lgm_pose_model_info{backend=" in httpx.get(server.url + "/metrics").text
+    assert httpx.get(server.url + "/metrics").status_code == 401  # the key guards /metrics; Prometheus has it
+    assert "lgm_pose_model_info{backend=" in httpx.get(server.url + "/metrics", headers=AUTH).text
     wait_scrapes(prom, instance, 2)
 
     # every dashboard expression returns a series; all but the WebSocket ones (no stream: 0/0) a number

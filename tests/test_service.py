@@ -39,7 +39,7 @@ def _settings(checkpoint: Path, **kw) -> Settings:
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
-    srv = LiveServer(_settings(checkpoint, backend="torch"))
+    srv = LiveServer(_settings(checkpoint, backend="torch", max_batch=32))  # batching as on CUDA
     yield srv
     srv.stop()
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from app.batcher import PRIORITY_BACKGROUND, DynamicBatcher
+from app.compute_gate import ComputeGate
 from app.errors import QueueFull
 from app.metrics import Metrics
 
@@ -69,5 +70,80 @@ def test_priority_and_queue_limit() -> None:
         await b.stop()
         assert rec.batches[1] == [1, 2], rec.batches  # live crops go before the older background ones
         assert rec.batches[2] == [9, 9]
+
+    asyncio.run(main())
+
+
+def test_fewest_crops_left_go_first() -> None:
+    """A 2-crop request arriving behind a 6-crop frame is served in the next pass, not after all 6."""
+    async def main() -> None:
+        rec = Recorder()
+        b = DynamicBatcher(rec, max_batch=2, max_wait_ms=0, queue_limit=8)
+        await b.start()
+        rec.gate.clear()
+        first = asyncio.create_task(b.submit(crops(0)))
+        await asyncio.sleep(0.05)
+        big = asyncio.create_task(b.submit(crops(1, 1, 1, 1, 1, 1)))
+        await asyncio.sleep(0.01)
+        small = asyncio.create_task(b.submit(crops(2, 2)))
+        await asyncio.sleep(0.01)
+        rec.gate.set()
+        await asyncio.gather(first, big, small)
+        await b.stop()
+        assert rec.batches == [[0], [2, 2], [1, 1], [1, 1], [1, 1]], rec.batches
+
+    asyncio.run(main())
+
+
+def test_compute_gate_admits_the_lowest_key_first() -> None:
+    """One slot: while it is held, waiters queue; they are admitted by (priority, recent compute), not by arrival."""
+    gate = ComputeGate(1)
+    order: list[str] = []
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with gate.slot((0, 0)):
+            held.set()
+            release.wait(5)
+
+    def waiter(name: str, key: tuple[int, int]) -> None:
+        with gate.slot(key):
+            order.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    held.wait(5)
+    for name, key in (("background", (10, 0.1)), ("crowded frame", (0, 4.0)), ("small request", (0, 0.8)),
+                      ("new client", (0, 0.0))):
+        threads.append(threading.Thread(target=waiter, args=(name, key)))
+        threads[-1].start()
+        while gate.waiting() < len(threads) - 1:
+            time.sleep(0.001)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert order == ["new client", "small request", "crowded frame", "background"]
+
+
+def test_client_with_recent_compute_waits_for_a_new_one() -> None:
+    """With a gate, a stream that has had compute lately yields the next pass to a new request, even a bigger one."""
+    async def main() -> None:
+        rec, gate = Recorder(), ComputeGate(1)
+        b = DynamicBatcher(rec, max_batch=2, max_wait_ms=0, queue_limit=8, gate=gate)
+        await b.start()
+        stream = "stream"
+        gate.ledger.charge(stream, 0.5)
+        rec.gate.clear()
+        first = asyncio.create_task(b.submit(crops(0)))
+        await asyncio.sleep(0.05)
+        frame = asyncio.create_task(b.submit(crops(1, 1), client=stream))
+        await asyncio.sleep(0.01)
+        request = asyncio.create_task(b.submit(crops(2, 2, 2, 2)))
+        await asyncio.sleep(0.01)
+        rec.gate.set()
+        await asyncio.gather(first, frame, request)
+        await b.stop()
+        assert rec.batches == [[0], [2, 2], [2, 2], [1, 1]], rec.batches
+        assert gate.ledger.recent(stream) > 0.4
 
     asyncio.run(main())

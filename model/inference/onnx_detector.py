@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from model.inference.onnx_session import cpu_session
+
 log = logging.getLogger("lgm_pose.detector")
 NMS_IOU = 0.7
 STRIDE = 32
@@ -71,14 +73,9 @@ class OnnxPersonDetector:
     """YOLO-pose person detector in ONNX Runtime (CPU). Synchronous; call from one thread at a time."""
 
     def __init__(self, onnx_path: str | Path, imgsz: int = 640, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         self.weights = Path(onnx_path)
         self.imgsz = imgsz
-        self.session = ort.InferenceSession(str(self.weights), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(self.weights, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def detect_with_keypoints(self, image_bgr: np.ndarray, conf: float,

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from model.data.meta import META_KEY, PoseMeta
+from model.inference.onnx_session import cpu_session
 
 
 class Runner(Protocol):
@@ -53,13 +54,8 @@ class OnnxRunner:
     name = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
         self.path = Path(onnx_path)
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(self.path, threads)
         stored = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
         if stored is None:
             raise ValueError(f"{self.path} carries no {META_KEY} metadata: export it again with `lgm-pose export`")

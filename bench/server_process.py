@@ -1,0 +1,80 @@
+"""A real `lgm-pose serve` on a free localhost port: the helpers benchmarks and tests share."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> dict:
+    """Poll /readyz until 200 (its JSON is returned); a 'failed' status or a dead server raises."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not alive():
+            raise RuntimeError("server exited before it was ready")
+        try:
+            r = httpx.get(url + "/readyz", timeout=2)
+            if r.status_code == 200:
+                return r.json()
+            if r.json().get("status") == "failed":
+                raise RuntimeError(r.text)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("server did not get ready")
+
+
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident set (VmRSS) or its peak since the last reset (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start VmHWM afresh from the current RSS (Linux: write 5 to clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+class ServerProcess:
+    """`lgm-pose serve` in a child process with the environment's settings plus `env`; a context manager."""
+
+    def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                                     cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.ready = wait_ready(self.url, alive=lambda: self.proc.poll() is None)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
