@@ -37,7 +37,13 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name and module_name.startswith(exc.name):
                 continue  # subcommand not built yet
-            raise
+            if wanted:  # the command asked for needs what this install lacks (the runtime has no torch)
+                raise SystemExit(f"lgm-pose {wanted} needs {exc.name}, part of the full install "
+                                 "(pip install 'lgm-pose[full]')") from None
+            for name, mod in COMMANDS.items():
+                if mod == module_name:
+                    sub.add_parser(name, help=f"(needs {exc.name}: the full install, lgm-pose[full])")
+            continue
         module.add_parser(sub)
     return parser
 

@@ -1,11 +1,12 @@
-"""`lgm-pose bench model|service|hostile`."""
+"""`lgm-pose bench model|service|hostile|runtime`."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile"}
+SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile",
+          "runtime": "bench.runtime_env"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -14,7 +15,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: model (CPU latency), service (live load), "
-                                       "hostile (memory and fairness under hostile clients)")
+                                       "hostile (memory and fairness under hostile clients), runtime (the torch-free "
+                                       "install beside the full one)")
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--config", default="coco_256x192")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])

@@ -51,13 +51,15 @@ def reset_peak_rss(pid: int) -> None:
 
 
 class ServerProcess:
-    """`lgm-pose serve` in a child process with the environment's settings plus `env`; a context manager."""
+    """`lgm-pose serve` in a child process (of `python`) with the environment's settings plus `env`; a context
+    manager."""
 
-    def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 python: str | Path = sys.executable) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+        self.proc = subprocess.Popen([str(python), "-m", "app.cli", "serve", "--port", str(self.port)],
                                      cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.ready = wait_ready(self.url, alive=lambda: self.proc.poll() is None)
 

@@ -1,75 +1,91 @@
-"""The CPU service runs from ONNX exports alone: POST /pose and WS /ws/pose with torch, torchvision and
-Ultralytics made unimportable in the server process (a stand-in for the runtime-only install)."""
+"""The CPU runtime-only install for real: a fresh venv with the project's base dependencies (no torch, torchvision
+or Ultralytics) serves the ONNX exports of the full install. POST /pose, the WebSocket stream, an evaluation job
+and /metrics answer as the full install's ONNX Runtime service does."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import textwrap
+import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
-from live_server import free_port, wait_ready
+from live_server import LiveServer
 from websockets.sync.client import connect
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-REPO = Path(__file__).resolve().parents[1]
-SERVER = textwrap.dedent("""
-    import sys
-    BLOCKED = ("torch", "torchvision", "ultralytics")
+from app.settings import Settings
+from bench.runtime_env import build_runtime_venv, export_models
+from bench.server_process import ServerProcess
 
-    class Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ModuleNotFoundError(f"{name} is not part of the runtime", name=name)
-
-    sys.meta_path.insert(0, Block())
-    import uvicorn
-    from app.server import create_app
-    from app.settings import Settings
-
-    settings = Settings(pose_weights=sys.argv[1], detector_weights=sys.argv[2], port=int(sys.argv[3]))
-    app = create_app(settings)
-
-    @app.get("/loaded-modules")
-    def loaded() -> list[str]:
-        return sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
-
-    uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="warning")
-""")
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+COCO_MINI = "coco-mini"
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Path) -> tuple[Path, Path]:
-    from app.settings import DEFAULT_POSE_WEIGHTS
+def runtime(tmp_path_factory: pytest.TempPathFactory, data_root: Path):
+    """(runtime server, the exports) : the runtime venv's `lgm-pose serve` on the exported models."""
+    tmp = tmp_path_factory.mktemp("runtime")
+    pose, detector = export_models(tmp)
+    python = build_runtime_venv(tmp / "venv")
+    env = {"LGM_POSE_POSE_WEIGHTS": str(pose), "LGM_POSE_DETECTOR_WEIGHTS": str(detector),
+           "LGM_POSE_JOBS_DIR": str(tmp / "jobs"), "LGM_POSE_DATA_ROOT": str(data_root)}
+    with ServerProcess(env=env, cwd=tmp, python=python) as server:  # cwd: the installed package, not the checkout
+        server.python = python
+        yield server, pose, detector
 
-    out = tmp_path_factory.mktemp("runtime")
-    weights = DEFAULT_POSE_WEIGHTS if DEFAULT_POSE_WEIGHTS.is_file() else random_checkpoint
-    subprocess.run([sys.executable, "-m", "app.cli", "export", "--weights", str(weights), "--out",
-                    str(out / "pose.onnx"), "--detector-out", str(out / "detector.onnx")], check=True, cwd=REPO,
-                   capture_output=True)
-    return out / "pose.onnx", out / "detector.onnx"
+
+def test_runtime_venv_has_no_torch(runtime) -> None:
+    server, _, _ = runtime
+    for module in ("torch", "torchvision", "ultralytics"):
+        probe = subprocess.run([str(server.python), "-c", f"import {module}"], capture_output=True)
+        assert probe.returncode != 0, f"{module} is importable in the runtime venv"
+    cwd = server.python.parents[2]  # outside the checkout: the installed package runs
+    helped = subprocess.run([str(server.python), "-m", "app.cli", "--help"], capture_output=True, text=True, cwd=cwd)
+    assert helped.returncode == 0 and "serve" in helped.stdout and "needs torch" in helped.stdout, helped.stderr
+    train = subprocess.run([str(server.python), "-m", "app.cli", "train", "--help"], capture_output=True, text=True,
+                           cwd=cwd)
+    assert train.returncode != 0 and "full install" in train.stderr
 
 
-def test_pose_and_stream_without_torch(exports: tuple[Path, Path], bus_path: Path) -> None:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(exports[0]), str(exports[1]), str(port)], cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
+def test_pose_matches_the_full_install(runtime, bus_path: Path) -> None:
+    server, pose, detector = runtime
+    assert server.ready["model"]["backend"] == "onnxruntime" and server.ready["model"]["dataset"] == "coco"
+    data = bus_path.read_bytes()
+    r = httpx.post(server.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"}, timeout=60)
+    assert r.status_code == 200, r.text
+    full = LiveServer(Settings(pose_weights=pose, detector_weights=detector))
     try:
-        ready = wait_ready(url, alive=lambda: proc.poll() is None)
-        assert ready["model"]["backend"] == "onnxruntime" and ready["model"]["dataset"] == "coco"
-        r = httpx.post(url + "/pose", content=bus_path.read_bytes(), headers={"Content-Type": "image/jpeg"},
-                       timeout=60)
-        assert r.status_code == 200, r.text
-        assert len(r.json()["persons"]) >= 3
-        with connect(url.replace("http", "ws") + "/ws/pose") as ws:
-            assert json.loads(ws.recv(timeout=30))["type"] == "hello"
-            ws.send(bus_path.read_bytes())
-            answer = json.loads(ws.recv(timeout=60))
-        assert answer["type"] == "pose" and len(answer["persons"]) >= 3
-        assert httpx.get(url + "/loaded-modules", timeout=10).json() == []
+        expected = httpx.post(full.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"}, timeout=60)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        full.stop()
+    got, want = r.json()["persons"], expected.json()["persons"]
+    assert len(got) == len(want) >= 3
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_allclose(a["box"], b["box"], atol=0.5)
+        np.testing.assert_allclose([[k["x"], k["y"]] for k in a["keypoints"]],
+                                   [[k["x"], k["y"]] for k in b["keypoints"]], atol=0.5)
+
+
+def test_stream_metrics_and_eval(runtime, bus_path: Path, data_root: Path) -> None:
+    server, _, _ = runtime
+    with connect(server.url.replace("http", "ws") + "/ws/pose") as ws:
+        assert json.loads(ws.recv(timeout=30))["type"] == "hello"
+        ws.send(bus_path.read_bytes())
+        answer = json.loads(ws.recv(timeout=60))
+    assert answer["type"] == "pose" and len(answer["persons"]) >= 3
+    assert "lgm_pose_ws_frames_processed_total 1.0" in httpx.get(server.url + "/metrics", timeout=10).text
+    if not (data_root / COCO_MINI).is_dir():
+        pytest.skip(f"{data_root / COCO_MINI} not here")
+    job = httpx.post(server.url + "/eval/coco", json={"dataset": COCO_MINI, "boxes": "gt", "max_images": 3},
+                     timeout=30)
+    assert job.status_code == 202, job.text
+    deadline = time.time() + 300
+    while (state := httpx.get(server.url + f"/eval/{job.json()['id']}", timeout=10).json())["state"] not in (
+            "done", "failed"):
+        assert time.time() < deadline, state
+        time.sleep(1)
+    assert state["state"] == "done", state
+    assert 0.0 < state["result"]["table"]["AP"] <= 1.0  # pycocotools in the runtime, real keypoints
+
