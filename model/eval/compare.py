@@ -59,8 +59,8 @@ def yolo_predictions(ann_file: Path, image_dir: Path, weights: str | None, imgsz
 
 
 def compare(weights: str, data: str, split: str | None = None, yolo_weights: str | None = None,
-            imgsz: int = 640, det_conf: float = 0.25, flip: bool = True, max_persons: int = 20) -> dict:
-    """The three rows on one set; defaults are the service's (detector 640 px, confidence 0.25, flip test)."""
+            imgsz: int = 640, det_conf: float = 0.25, flip: bool = False, max_persons: int = 20) -> dict:
+    """The three rows on one set; defaults are the service's on CPU (detector 640 px, confidence 0.25, no flip)."""
     data_dir, split = split_data_arg(data, split)
     files = resolve_split(data_dir, split, "val2017")
     model = load_model(weights)
