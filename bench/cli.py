@@ -1,4 +1,4 @@
-"""`lgm-pose bench model|service|hostile|runtime`."""
+"""`lgm-pose bench model|service|hostile|runtime|stream`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile",
-          "runtime": "bench.runtime_env"}
+          "runtime": "bench.runtime_env", "stream": "bench.stream_load"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,7 +16,7 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: model (CPU latency), service (live load), "
                                        "hostile (memory and fairness under hostile clients), runtime (the torch-free "
-                                       "install beside the full one)")
+                                       "install beside the full one), stream (video over WS, capacity)")
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--config", default="coco_256x192")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -27,4 +27,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=5, help="service suite: alternating runs, medians reported")
     p.add_argument("--requests", type=int, default=48, help="service suite: requests per concurrency level")
     p.add_argument("--out", help="write the rows as JSON")
+    importlib.import_module("bench.stream_load").add_arguments(p)
     p.set_defaults(func=_run)
