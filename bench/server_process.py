@@ -10,8 +10,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,6 +19,8 @@ def free_port() -> int:
 
 def wait_ready(url: str, timeout: float = 180, alive: Callable[[], bool] = lambda: True) -> dict:
     """Poll /readyz until 200 (its JSON is returned); a 'failed' status or a dead server raises."""
+    import httpx
+
     deadline = time.time() + timeout
     while time.time() < deadline:
         if not alive():

@@ -100,10 +100,10 @@ def run_streams(url: str, frames: list[bytes], n: int, fps: float, seconds: floa
 
 
 def main(args: argparse.Namespace) -> int:
-    frames = video_frames(Path(args.video), 150)
+    frames = video_frames(Path(args.video or VIDEO), 150)
     server = ServerProcess() if not args.url else None
     url = server.url if server else args.url.rstrip("/")
-    report: dict[str, Any] = {"video": Path(args.video).name, "single": {}, "capacity": []}
+    report: dict[str, Any] = {"video": Path(args.video or VIDEO).name, "single": {}, "capacity": []}
     try:
         run_streams(url, frames, 1, 10, 3)  # warm-up
         for fps in (args.fps, 0):
@@ -126,12 +126,3 @@ def main(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--video", default=str(VIDEO))
-    p.add_argument("--fps", type=float, default=30.0, help="stream suite: the single stream's send rate")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--camera-fps", type=float, default=10.0, help="stream suite: each camera's rate (capacity)")
-    p.add_argument("--p95-ms", type=float, default=200.0)
-    p.add_argument("--max-streams", type=int, default=6)
