@@ -54,8 +54,13 @@ echo "images built ($(($(date +%s) - start)) s)"
 (umask 022; head -c 24 /dev/urandom | base64 > "$WORK/api_key")
 data=../shared/data; [ -d "$data" ] || { data="$WORK/data"; mkdir -p "$data"; }
 export LGM_POSE_API_KEY_FILE_HOST="$WORK/api_key" LGM_POSE_PROMETHEUS_IMAGE="$PROM" LGM_POSE_DATA_DIR="$data"
-podman-compose -p $PROJECT up -d lgm-pose prometheus >/dev/null 2>&1
-.venv/bin/python scripts/compose_e2e.py --project $PROJECT --key-file "$WORK/api_key"
+podman-compose -p $PROJECT up -d lgm-pose prometheus > "$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
+if ! .venv/bin/python scripts/compose_e2e.py --project $PROJECT --key-file "$WORK/api_key"; then
+  for c in $(podman ps -a --filter label=io.podman.compose.project=$PROJECT --format '{{.Names}}'); do
+    echo "--- logs of $c"; podman logs --tail 40 "$c" 2>&1
+  done
+  exit 1
+fi
 podman-compose -p $PROJECT down -v >/dev/null 2>&1
 left=$(podman ps -a --filter label=io.podman.compose.project=$PROJECT -q | wc -l)
 [ "$left" -eq 0 ] || { echo "containers left after down: $left"; exit 1; }
