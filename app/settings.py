@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     flip_test: bool | None = Field(None, description="average with the mirrored crop's heatmaps: twice the pose "
                                    "compute for +0.004 AP (b) on coco-mini; default off on cpu, on on cuda")
     kpt_score_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    max_batch: int | None = Field(None, ge=1, description="crops per pose forward pass; default 2 on cpu (a "
+    max_batch: int | None = Field(None, ge=1, description="crops per pose forward pass; default 1 on cpu (a "
                                   "batch costs the sum of its crops there, so a big one only delays the next "
                                   "request), 32 on cuda")
     max_wait_ms: float = Field(10.0, ge=0.0)
@@ -71,8 +71,6 @@ class Settings(BaseSettings):
                                       "requests and connections before the process exits")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
                                     "beyond it the socket is closed with code 1009")
-    ws_max_fps: float = Field(30.0, gt=0, description="frames a second one stream's socket is read at most; a "
-                              "faster sender is held back by TCP back-pressure")
     ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
     ws_detect_every: int = Field(1, ge=1, description="streams: run the person detector every N frames; in "
                                  "between, boxes come from each person's last keypoints (1: every frame)")
@@ -98,7 +96,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"api_key_file {self.api_key_file} is empty")
             self.api_key = SecretStr(key)
         if self.max_batch is None:
-            self.max_batch = 2 if self.device == "cpu" else 32
+            self.max_batch = 1 if self.device == "cpu" else 32
         if self.flip_test is None:
             self.flip_test = self.device != "cpu"
         if self.compute_slots is None:

@@ -7,7 +7,6 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import httpx
 import numpy as np
 import pytest
@@ -18,21 +17,14 @@ from live_server import LiveServer  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
+from bench.stream_load import video_frames  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 FRAMES = 12
 
 
 def _frames(data_root: Path) -> list[bytes]:
-    cap = cv2.VideoCapture(str(data_root / "videos" / "street_pedestrians.mp4"))
-    out = []
-    while len(out) < FRAMES:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-    cap.release()
-    return out
+    return video_frames(data_root / "videos" / "street_pedestrians.mp4", FRAMES)
 
 
 def _iou(a: list[float], b: list[float]) -> float:

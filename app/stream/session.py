@@ -11,10 +11,10 @@ Protocol (see also app/static/demo.js):
   "frame_id"?, "error": {"type", "message"}, "dropped", "totals"} for a bad frame or control message.
 
 Each stream has a receive task that always reads the socket and keeps only the newest unprocessed frame in a
-one-slot mailbox (an older one is dropped and counted; at most `ws_max_fps` frames a second are read, so a
-client sending faster is slowed by TCP back-pressure instead of costing CPU) and a process task that runs the
-shared pipeline (priority live, same batcher as POST /pose) on the newest frame. Memory and latency per stream
-are bounded.
+one-slot mailbox (an older one is dropped and counted, so a client sending faster than it is served sees
+dropped frames, not a growing delay) and a process task that runs the shared pipeline (priority live, same
+batcher as POST /pose, the stream as one client at the compute gate) on the newest frame. Memory and latency
+per stream are bounded.
 """
 
 from __future__ import annotations
@@ -176,7 +176,6 @@ class PoseStream:
     async def receive_loop(self) -> None:
         """Read the socket forever; keep only the newest frame; stop on disconnect or an oversized frame."""
         st = self.st
-        min_gap, next_read = 1.0 / self.settings.ws_max_fps, 0.0
         while True:
             msg = await self.ws.receive()
             if msg["type"] == "websocket.disconnect":
@@ -203,8 +202,6 @@ class PoseStream:
                     self.metrics.ws_frames_dropped.inc()
                 st.slot = Frame(data, frame_id, ts, now)
                 st.arrived.set()
-                next_read = max(next_read + min_gap, now)  # ingest pacing: at most ws_max_fps frames/s are read;
-                await asyncio.sleep(next_read - now)  # a faster sender is held back by TCP, not by our CPU
             elif text is not None:
                 try:
                     if apply_control(st, json.loads(text), self.settings):
