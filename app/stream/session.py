@@ -157,6 +157,7 @@ class PoseStream:
             smoother=TrackSmoother(s.one_euro_min_cutoff, s.one_euro_beta, s.one_euro_d_cutoff),
             schedule=DetectionSchedule(s.ws_detect_every, s.ws_redetect_pose_score, s.kpt_score_threshold))
         self.close_code: int | None = None
+        self.client = object()  # its account at the compute gate (a token: the ledger never holds the stream)
 
     async def send(self, msg: dict[str, Any]) -> None:
         if msg["type"] in ("pose", "error"):
@@ -226,7 +227,7 @@ class PoseStream:
                 if propagated is not None:
                     params.boxes, params.box_scores = propagated
                 image, result = await pipeline.estimate_bytes(frame.data, params, PRIORITY_LIVE, s.ws_max_frame_bytes,
-                                                              client=self)  # the stream is one client
+                                                              client=self.client)  # the stream is one client
                 st.schedule.update(result, detected=propagated is None)
             except ServiceError as exc:
                 await self.send_error(exc.type, exc.message, frame.frame_id)
