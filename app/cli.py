@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "teacher": "model.cli.teacher",
     "pseudo-label": "model.cli.pseudo_label",
     "holdout": "model.cli.holdout",
+    "mpii-convert": "model.cli.mpii_convert",
     "compare": "model.cli.compare",
     "diagnose": "model.cli.diagnose",
     "serve": "app.serve_cli",

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from model.data.layout import resolve_split, split_data_arg
+from model.data.layout import mpii_files, resolve_split, split_data_arg
 from model.data.meta import pose_meta_of
 from model.data.teacher import read_labels
 from model.data.topdown_dataset import AugmentConfig, PersonSample, TopDownDataset, load_coco_samples, load_mpii_samples
@@ -22,8 +22,7 @@ def load_training_sets(data_dirs: list[str], split: str | None, aspect_wh: float
     for i, data_arg in enumerate(data_dirs):
         data_dir, set_split = split_data_arg(data_arg, split)
         if dataset == "mpii":
-            files = resolve_split(data_dir, set_split, "train")
-            sets.append(load_mpii_samples(files.annotation, files.images, aspect_wh))
+            sets.append(load_mpii_samples(*mpii_files(Path(data_dir), set_split or "train"), aspect_wh))
             continue
         files = resolve_split(data_dir, set_split, "train2017")
         teacher_file = teachers[i] if teachers and i < len(teachers) and teachers[i] != "-" else None
@@ -81,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
     validate = None
     if args.val:
         from model.train.validation import make_validator
-        validate = make_validator(args.val, args.device)
+        validate = make_validator(args.val, args.device, meta.dataset.name)
     trainer = Trainer(model, dataset, train_cfg, per_sample_weights(sets, args.data_weights), validate)
     if args.resume:
         trainer.resume(args.resume)
@@ -102,7 +101,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-weights", type=float, nargs="+", help="share of draws per data dir")
     p.add_argument("--teacher", nargs="+", help="teacher label file per data dir ('-' for none)")
     p.add_argument("--teacher-weight", type=float, default=0.5)
-    p.add_argument("--val", nargs="+", help="validation dirs: AP each epoch, best.pt on their mean AP")
+    p.add_argument("--val", nargs="+", help="validation dirs: AP (MPII: PCKh@0.5) each epoch, best.pt on their mean")
     p.add_argument("--epochs", type=int, default=260)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
