@@ -73,6 +73,8 @@ def eval_root(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path
     (root / "names" / "images" / "val").mkdir(parents=True)
     (root / "names" / "annotations" / "person_keypoints_val.json").write_text(json.dumps(data))
     (root / "outside_dets.json").symlink_to("/etc/hostname")
+    from model.data.mpii_convert import convert_to_mpii  # LSPET in MPII format (tested in test_mpii_convert)
+    convert_to_mpii(data_root / "lspet", None, root / "lspet_mpii")
     return root
 
 
@@ -221,18 +223,29 @@ def test_malformed_annotation_fails_job(server: LiveServer) -> None:
     assert "bad/annotations/person_keypoints_val.json" in job["error"]
 
 
-def test_mpii_on_a_coco_model_fails_clearly(server: LiveServer, eval_root: Path) -> None:
-    folder = eval_root / "mpii_set"
-    (folder / "annot").mkdir(parents=True, exist_ok=True)
-    (folder / "images").mkdir(exist_ok=True)
-    name = sorted(p.name for p in (eval_root / "mini" / "images" / "val").iterdir())[0]
-    if not (folder / "images" / name).exists():
-        (folder / "images" / name).symlink_to((eval_root / "mini" / "images" / "val" / name).resolve())
-    entry = {"image": name, "center": [150.0, 150.0], "scale": 1.0, "joints": [[150.0, 150.0]] * 16,
-             "joints_vis": [1] * 16}
-    (folder / "annot" / "valid.json").write_text(json.dumps([entry]))
-    job = wait_for(server.url, start(server.url, {"dataset": "mpii_set"}, "mpii"), timeout=60)
-    assert job["state"] == "failed" and "16 joints" in job["error"], job
+def test_mpii_on_the_served_coco_model_matches_cli(server: LiveServer, eval_root: Path, checkpoint: Path,
+                                                   tmp_path: Path) -> None:
+    """POST /eval/mpii on a COCO model: PCKh of the mapped joints, the CLI's table exactly."""
+    body = {"dataset": "lspet_mpii", "split": "holdout", "max_images": 40}
+    job = wait_for(server.url, start(server.url, body, "mpii"))
+    assert job["state"] == "done", job
+    result = job["result"]
+    out = tmp_path / "mpii.json"
+    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(checkpoint),
+                           "--data", str(eval_root / "lspet_mpii") + ":holdout", "--max-images", "40",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "upper_neck, head_top (and Head) not scored" in proc.stdout, proc.stdout
+    cli = json.loads(out.read_text())
+    print(f"\nservice {result['table']}\nCLI     {cli['table']}")
+    assert result["model_joints"] == "coco" and result["unscored_joints"] == ["upper_neck", "head_top"]
+    assert result["table"]["Head"] is None and result["per_joint"]["head_top"] is None
+    assert result["table"]["Mean"] == result["limb_mean"]  # without head joints the Mean is the limbs'
+    for key in ("table", "per_joint", "limb_mean", "counts", "summary", "unscored_joints", "head_size"):
+        assert result[key] == cli[key], key
+    assert result["counts"]["persons"] == 40
+    if checkpoint == DEFAULT_POSE_WEIGHTS:
+        assert result["table"]["Mean"] > 10  # trained weights find limbs (39 on the whole holdout)
 
 
 def test_cancel_running_job(server: LiveServer) -> None:

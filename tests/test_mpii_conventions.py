@@ -12,22 +12,12 @@ pytestmark = pytest.mark.unit
 
 
 def _mpii_entries(data_root: Path, count: int) -> tuple[list[dict], Path]:
-    """MPII-json entries (1-based joints, center/scale) made from real LSPET persons and their LSP joints."""
-    src = json.loads((data_root / "lspet" / "annotations" / "person_keypoints_train.json").read_text())
-    from model.data.datasets import COCO, MPII
+    """MPII-json entries of real LSPET persons, by the converter (`lgm-pose mpii-convert`)."""
+    from model.data.mpii_convert import mpii_entry
 
-    entries = []
-    for ann in src["annotations"][:count]:
-        kp = np.array(ann["keypoints"], dtype=np.float64).reshape(17, 3)
-        joints, vis = np.zeros((16, 2)), np.zeros(16)
-        for name in MPII.joint_names:
-            if name in COCO.joint_names and kp[COCO.index(name), 2] > 0:
-                joints[MPII.index(name)], vis[MPII.index(name)] = kp[COCO.index(name), :2], 1
-        joints[MPII.index("upper_neck")], vis[MPII.index("upper_neck")] = ann["lsp_neck"][:2], 1
-        joints[MPII.index("head_top")], vis[MPII.index("head_top")] = ann["lsp_head_top"][:2], 1
-        x, y, w, h = ann["bbox"]
-        entries.append({"image": f"im{ann['image_id']:05d}.jpg", "center": [x + w / 2 + 1, y + h / 2 + 1],
-                        "scale": max(w, h) / 200.0, "joints": (joints + 1).tolist(), "joints_vis": vis.tolist()})
+    src = json.loads((data_root / "lspet" / "annotations" / "person_keypoints_train.json").read_text())
+    names = {img["id"]: img["file_name"] for img in src["images"]}
+    entries = [mpii_entry(ann, names[ann["image_id"]]) for ann in src["annotations"][:count]]
     return entries, data_root / "lspet" / "images" / "train"
 
 

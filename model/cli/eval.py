@@ -72,6 +72,11 @@ def run_eval(args: argparse.Namespace) -> int:
         return 2
     result.update(config=args.config, weights=args.weights, device=args.device)
     print(result.get("summary") or "no table (cancelled)")
+    if result.get("dataset") == "mpii" and result.get("table"):
+        print(f"limb mean (12 limb joints) {result['limb_mean']:.2f}")
+        if result["unscored_joints"]:
+            print(f"a {result['model_joints']} model through the COCO-to-MPII mapping: "
+                  f"{', '.join(result['unscored_joints'])} (and Head) not scored")
     if "AP_ci95" in result:
         lo, hi = result["AP_ci95"]
         print(f"AP {result['table']['AP']:.3f}, 95% interval {lo:.3f}-{hi:.3f} (bootstrap over images)")

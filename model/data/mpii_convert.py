@@ -46,9 +46,10 @@ def mpii_entry(ann: dict[str, Any], file_name: str) -> dict[str, Any] | None:
 
 def convert_to_mpii(data_dir: str | Path, split: str | None, out: str | Path, holdout: int = 700,
                     val: int = 300) -> dict[str, int]:
-    """Write OUT/annot/{train,val,holdout}.json and OUT/images (a link to the source images); persons per split.
+    """Write OUT/annot/{train,val,holdout}.json and OUT/images/<links to the source images>; persons per split.
 
-    Empty splits (holdout=0 or val=0) are not written.
+    Images are linked one by one (never copied), so OUT/images is a real folder wherever OUT lives (an
+    evaluation data root refuses an image folder that is a link out of it). Empty splits are not written.
     """
     files = resolve_split(data_dir, split, "train")
     data = json.loads(files.annotation.read_text())
@@ -69,10 +70,13 @@ def convert_to_mpii(data_dir: str | Path, split: str | None, out: str | Path, ho
     for name, split_entries in entries.items():
         if split_entries:
             (out / "annot" / f"{name}.json").write_text(json.dumps(split_entries))
-    link = out / "images"
-    if link.is_symlink() or link.exists():
-        if link.resolve() != files.images.resolve():
-            raise FileExistsError(f"{link} exists and is not a link to {files.images}")
-    else:
-        os.symlink(files.images.resolve(), link)
+    image_dir = out / "images"
+    if image_dir.is_symlink():
+        raise FileExistsError(f"{image_dir} is a link; convert into a fresh folder")
+    image_dir.mkdir(exist_ok=True)
+    for name in {e["image"] for split_entries in entries.values() for e in split_entries}:
+        link = image_dir / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            os.symlink((files.images / name).resolve(), link)
     return {name: len(e) for name, e in entries.items()}

@@ -8,7 +8,12 @@ from mpii_gt_val.mat); otherwise the fallback is the head_top-upper_neck distanc
 
 Table as in the official evaluation: Head = mean of head_top and upper_neck, the limbs average left and
 right, Mean = correct / labelled over all joints except pelvis and thorax (a count-weighted mean).
-HRNet/MMPose print head_top alone as 'Head'; `per_joint` lets one read either.
+HRNet/MMPose print head_top alone as 'Head'; `per_joint` lets one read either. `limb_mean` is the same over
+the 12 limb joints only: the figure a COCO model and an MPII model share.
+
+A COCO model is scored through `model.data.joint_mapping`: its 12 limb joints (and pelvis and thorax as
+midpoints); upper_neck and head_top it cannot predict, so they and the Head column stay unscored (None) and
+are listed in `unscored_joints`. The head size still comes from the ground truth.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from model.data.datasets import MPII
+from model.data.joint_mapping import LIMB_JOINTS, coco_to_mpii, scored_joints
 from model.data.mpii import load_mpii, mpii_person
 from model.eval.predict import ImagePersons, ProgressFn, StopFn, predict_images
 from model.inference.runners import as_runner
@@ -62,17 +68,18 @@ def _number(value: float) -> float | None:
 
 
 def pckh(pred: np.ndarray, gt_joints: np.ndarray, gt_visible: np.ndarray, headboxes: np.ndarray | None = None,
-         threshold: float = 0.5) -> dict[str, Any]:
+         threshold: float = 0.5, scored: tuple[str, ...] = MPII_NAMES) -> dict[str, Any]:
     """PCKh@threshold of predictions (N, 16, 2) against ground truth (N, 16, 2) with visibility (N, 16).
 
-    Returns {'table': {Head, Shoulder, ..., Ankle, Mean} in %, 'per_joint': {name: %}, 'counts': labelled
-    joints per name, 'head_size': rule, 'persons': used, 'persons_without_head_size': left out}.
+    Only the `scored` joints count (the others come out None). Returns {'table': {Head, Shoulder, ...,
+    Ankle, Mean} in %, 'limb_mean', 'per_joint': {name: %}, 'counts': labelled joints per name, 'head_size':
+    rule, 'persons': used, 'persons_without_head_size': left out}.
     """
     pred, gt = np.asarray(pred, dtype=np.float64), np.asarray(gt_joints, dtype=np.float64)
     visible = np.asarray(gt_visible) > 0
     sizes, rule = head_sizes(gt, visible, headboxes)
     usable = ~np.isnan(sizes)
-    visible = visible & usable[:, None]
+    visible = visible & usable[:, None] & np.isin(MPII_NAMES, scored)[None]
     dist = np.linalg.norm(pred - gt, axis=2) / np.where(usable, sizes, 1.0)[:, None]
     correct = (dist <= threshold) & visible
     counts, hits = visible.sum(0), correct.sum(0)
@@ -80,7 +87,9 @@ def pckh(pred: np.ndarray, gt_joints: np.ndarray, gt_visible: np.ndarray, headbo
     table = {group: _number(np.mean([per_joint[J[n]] for n in names])) for group, names in TABLE_GROUPS.items()}
     in_mean = np.array([n not in EXCLUDED_FROM_MEAN for n in MPII_NAMES])
     table["Mean"] = float(100.0 * hits[in_mean].sum() / max(counts[in_mean].sum(), 1))
-    return {"threshold": threshold, "table": table,
+    limbs = np.isin(MPII_NAMES, list(LIMB_JOINTS))
+    limb_mean = float(100.0 * hits[limbs].sum() / max(counts[limbs].sum(), 1))
+    return {"threshold": threshold, "table": table, "limb_mean": limb_mean,
             "per_joint": {n: _number(v) for n, v in zip(MPII_NAMES, per_joint, strict=True)},
             "counts": {n: int(c) for n, c in zip(MPII_NAMES, counts, strict=True)}, "head_size": rule,
             "persons": int(usable.sum()), "persons_without_head_size": int((~usable).sum())}
@@ -90,17 +99,19 @@ def evaluate_mpii(model_runner: Any, ann_file: str | Path, image_dir: str | Path
                   flip: bool = False, batch_size: int = 32, progress: ProgressFn | None = None,
                   should_stop: StopFn | None = None, *, device: str = "cpu",
                   max_persons: int | None = None, threshold: float = 0.5) -> dict[str, Any]:
-    """PCKh evaluation of a 16-joint MPII model on an MPII json; persons of unreadable images count as missed.
+    """PCKh of an MPII model, or of a COCO model through the joint mapping, on an MPII json.
 
-    Crops follow `model.data.mpii` (the training convention); poses go through `TopDown` without OKS-NMS
-    (each annotated person is scored on its own crop).
+    Persons of unreadable images count as missed. Crops follow `model.data.mpii` (the training convention,
+    read with MPII's conventions whatever the model); poses go through `TopDown` without OKS-NMS (each
+    annotated person is scored on its own crop).
     """
     runner = as_runner(model_runner, device)
-    runner.meta.require("mpii", "MPII evaluation")
+    model_joints = runner.meta.dataset.name
+    scored = scored_joints(model_joints)  # ValueError for a model with no mapping to MPII
     topdown = TopDown(runner.meta, flip, ScoringRule(oks_nms_threshold=None))
     in_h, in_w = runner.meta.codec.input_hw
     entries = load_mpii(ann_file)[:max_persons]
-    persons = [mpii_person(entry, in_w / in_h, runner.meta.dataset) for entry in entries]
+    persons = [mpii_person(entry, in_w / in_h, MPII) for entry in entries]
     items = []
     for i, (entry, person) in enumerate(zip(entries, persons, strict=True)):
         box = np.r_[person.center - person.size / 2, person.center + person.size / 2]
@@ -111,11 +122,16 @@ def evaluate_mpii(model_runner: Any, ann_file: str | Path, image_dir: str | Path
     vis = np.array([p.visible for p in persons], dtype=np.float64).reshape(len(entries), 16)
     full = np.full((len(entries), 16, 2), -1e6)  # missed persons: far away, never correct
     for item, poses in pred.images:
-        full[item.meta[0]["index"]] = poses.keypoints[0]
-    boxes = np.array([e["headbox"] for e in entries], dtype=np.float64) - runner.meta.dataset.coordinate_origin \
+        keypoints = poses.keypoints[0]
+        if model_joints != MPII.name:
+            keypoints = coco_to_mpii(keypoints, np.ones(len(keypoints)))[0]
+        full[item.meta[0]["index"]] = keypoints
+    boxes = np.array([e["headbox"] for e in entries], dtype=np.float64) - MPII.coordinate_origin \
         if entries and all("headbox" in e for e in entries) else None
     result: dict[str, Any] = {
-        "dataset": "mpii", "ann_file": str(ann_file), "image_dir": str(image_dir), "flip": flip,
+        "dataset": "mpii", "model_joints": model_joints,
+        "unscored_joints": [n for n in MPII_NAMES if n not in scored],
+        "ann_file": str(ann_file), "image_dir": str(image_dir), "flip": flip,
         "input_hw": [in_h, in_w], "cancelled": pred.cancelled, "table": None,
         "counts": {"persons": len(entries), "persons_predicted": pred.persons_predicted,
                    "skipped_images": len(pred.skipped_images)},
@@ -124,10 +140,11 @@ def evaluate_mpii(model_runner: Any, ann_file: str | Path, image_dir: str | Path
                        "persons_per_s": round(pred.persons_predicted / pred.seconds, 2) if pred.seconds > 0 else 0.0},
     }
     if not pred.cancelled:
-        scored = pckh(full, gt, vis, boxes, threshold)
-        result.update(table=scored["table"], per_joint=scored["per_joint"], head_size=scored["head_size"],
-                      summary=format_pckh_table(scored["table"], threshold))
-        result["counts"]["persons_without_head_size"] = scored["persons_without_head_size"]
+        score = pckh(full, gt, vis, boxes, threshold, scored)
+        result.update(table=score["table"], limb_mean=score["limb_mean"], per_joint=score["per_joint"],
+                      head_size=score["head_size"], summary=format_pckh_table(score["table"], threshold))
+        result["counts"]["persons_without_head_size"] = score["persons_without_head_size"]
+        result["counts"]["labelled_joints"] = score["counts"]
     return result
 
 
