@@ -91,3 +91,11 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status = 409
     type = "conflict"
+
+
+class ReplicaUnavailable(ServiceError):
+    """Cluster: the replica serving a request died (or none is up) and retries ran out."""
+
+    status = 503
+    type = "replica_unavailable"
+    headers = {"Retry-After": "2"}

@@ -38,6 +38,8 @@ from model.data.meta import PoseMeta
 log = logging.getLogger("lgm_pose.eval")
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
 ENDED = ("done", "failed", "cancelled", "interrupted")
+SAVE_EVERY_S = 1.0  # shared store: a running job saves its progress this often
+STALE_S = 30.0  # shared store: a job not saved for this long lost its replica
 MALFORMED = (json.JSONDecodeError, KeyError, TypeError, AssertionError, IndexError)
 
 
@@ -70,16 +72,21 @@ class EvalJob:
         return round((time.perf_counter() - self.phase_started) * (self.total - self.done) / self.done, 2)
 
     def to_record(self) -> dict[str, Any]:
-        """What the job store keeps (everything but live progress and the cancel flag)."""
+        """What the job store keeps: the job and its last saved progress (`updated`: when it was saved)."""
         return {"id": self.id, "spec": self.spec.to_dict(), "state": self.state, "phase": self.phase,
                 "created": self.created, "started": self.started, "finished": self.finished, "result": self.result,
-                "error": self.error, "workdir": str(self.workdir) if self.workdir else None}
+                "error": self.error, "workdir": str(self.workdir) if self.workdir else None,
+                "done": self.done, "total": self.total, "updated": time.time()}
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> EvalJob:
-        return cls(id=rec["id"], spec=EvalSpec.from_dict(rec["spec"]), state=rec["state"], phase=rec["phase"],
-                   created=rec["created"], started=rec["started"], finished=rec["finished"], result=rec["result"],
-                   error=rec["error"], workdir=Path(rec["workdir"]) if rec["workdir"] else None)
+        job = cls(id=rec["id"], spec=EvalSpec.from_dict(rec["spec"]), state=rec["state"], phase=rec["phase"],
+                  created=rec["created"], started=rec["started"], finished=rec["finished"], result=rec["result"],
+                  error=rec["error"], workdir=Path(rec["workdir"]) if rec["workdir"] else None,
+                  done=rec.get("done", 0), total=rec.get("total", 0))
+        if rec.get("cancel_requested"):
+            job.cancel.set()
+        return job
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "dataset": self.spec.kind, "state": self.state, "request": self.spec.request,
@@ -161,7 +168,8 @@ class EvalJobManager:
     """Queue + one worker thread; jobs are evaluated one at a time against `service` (app.state.service)."""
 
     def __init__(self, service: Any, data_root: Path, *, store: JobStore | None = None, max_crops: int = 4,
-                 max_queued: int = 8, keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
+                 max_queued: int = 8, keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0,
+                 shared: bool = False) -> None:
         self.service, self.data_root = service, Path(data_root).resolve()
         self.max_crops, self.max_queued, self.keep_finished = max_crops, max_queued, keep_finished
         self.grace_s, self.max_yield_s = grace_s, max_yield_s
@@ -172,7 +180,9 @@ class EvalJobManager:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self.store = store
-        for record in store.load() if store else []:  # jobs of earlier runs; unfinished ones were interrupted
+        self.shared = shared and store is not None  # replicas share the store: any of them answers for any job
+        self._saved_at: dict[str, float] = {}
+        for record in store.load() if store and not self.shared else []:  # earlier runs: unfinished = interrupted
             job = EvalJob.from_record(record)
             if job.state not in ENDED:
                 self._finish(job, "interrupted", f"the service stopped while the job was {job.state}; submit its "
@@ -189,7 +199,7 @@ class EvalJobManager:
             job = EvalJob(id=uuid.uuid4().hex[:12], spec=spec)
             self.jobs[job.id] = job
             self._save(job)
-            finished = [j for j in self.list() if j.state in ENDED]
+            finished = [j for j in sorted(self.jobs.values(), key=lambda j: j.created) if j.state in ENDED]
             for old in finished[: max(0, len(finished) - self.keep_finished)]:
                 self._forget(self.jobs.pop(old.id))
         if self._thread is None or not self._thread.is_alive():
@@ -198,7 +208,23 @@ class EvalJobManager:
         self._queue.put(job)
         return job
 
+    def get(self, job_id: str) -> EvalJob | None:
+        """A job of this replica, else (shared store) another replica's as last saved; a job whose replica
+        stopped saving its progress for `STALE_S` is reported interrupted."""
+        job = self.jobs.get(job_id)
+        if job is not None or not self.shared:
+            return job
+        record = self.store.get(job_id)
+        if record is None:
+            return None
+        job = EvalJob.from_record(record)
+        if job.state not in ENDED and time.time() - record.get("updated", 0) > STALE_S:
+            job.state, job.error = "interrupted", "the replica running the job stopped; submit its request again"
+        return job
+
     def list(self) -> list[EvalJob]:
+        if self.shared:
+            return [job for rec in self.store.load() if (job := self.get(rec["id"])) is not None]
         return sorted(self.jobs.values(), key=lambda j: j.created)
 
     def cancel(self, job: EvalJob) -> bool:
@@ -206,6 +232,10 @@ class EvalJobManager:
         with self._lock:
             if job.state in ("done", "failed", "interrupted"):
                 return False
+            if job.id not in self.jobs:  # another replica's: it reads the flag while it runs
+                self.store.request_cancel(job.id)
+                job.cancel.set()
+                return True
             job.cancel.set()
             if job.state == "queued":
                 self._finish(job, "cancelled")
@@ -250,6 +280,12 @@ class EvalJobManager:
 
         def update(done: int, total: int) -> None:
             job.done, job.total = done, total
+            if self.shared and time.monotonic() - self._saved_at.get(job.id, 0.0) >= SAVE_EVERY_S:
+                self._saved_at[job.id] = time.monotonic()  # progress for the other replicas, and a heartbeat
+                self._save(job)
+                record = self.store.get(job.id)
+                if record and record["cancel_requested"]:
+                    job.cancel.set()
         return update
 
     def _work(self) -> None:

@@ -15,16 +15,25 @@ FLAGS: dict[str, str] = {
 }
 
 
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """The settings fields the given flags set."""
+    return {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag, None) is not None}
+
+
 def settings_from_args(args: argparse.Namespace):
     """Settings with every given flag applied over the environment."""
     from app.settings import Settings
 
-    overrides = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag, None) is not None}
-    return Settings(**overrides)
+    return Settings(**flag_overrides(args))
 
 
 def run_serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    if args.cluster:  # the same app on Ray Serve replicas (the `cluster` extra)
+        from app.cluster.launch import run_cluster
+
+        overrides = {k: v for k, v in flag_overrides(args).items() if k not in ("host", "port")}
+        return run_cluster(args.cluster, overrides)
     import uvicorn
 
     from app.server import create_app
@@ -53,4 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue-limit", type=int)
     p.add_argument("--threads", type=int, help="torch intra-op threads")
     p.add_argument("--log-level")
+    p.add_argument("--cluster", metavar="local|auto|ADDRESS", help="serve on Ray Serve replicas: a local Ray, the "
+                   "node's (auto) or a Ray address; replicas and resources: LGM_POSE_CLUSTER_* (needs the cluster "
+                   "extra). Host and port: LGM_POSE_CLUSTER_HOST/PORT")
     p.set_defaults(func=run_serve)

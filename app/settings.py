@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     data_root: Path = REPO.parent / "shared" / "data"
     jobs_dir: Path | None = Field(REPO / "runs" / "jobs", description="evaluation job records (SQLite) and result "
                                   "files, kept across restarts; unset: in memory, deleted at shutdown")
+    jobs_shared: bool = Field(False, description="several replicas share jobs_dir (the Ray cluster): any replica "
+                              "answers for any job; a running job saves its progress every second")
     fp16: bool = Field(True, description="half precision on cuda (ignored on cpu)")
     cpu_workers: int = Field(2, ge=1, description="threads for image decode, cropping and post-processing "
                              "(a fixed pool, not one that grows with load)")

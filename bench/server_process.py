@@ -31,7 +31,7 @@ def wait_ready(url: str, timeout: float = 180, alive: Callable[[], bool] = lambd
                 return r.json()
             if r.json().get("status") == "failed":
                 raise RuntimeError(r.text)
-        except httpx.TransportError:
+        except (httpx.TransportError, ValueError):  # not listening yet, or not the service answering (a proxy)
             pass
         time.sleep(0.2)
     raise TimeoutError("server did not get ready")
@@ -55,13 +55,22 @@ class ServerProcess:
     manager."""
 
     def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None,
-                 python: str | Path = sys.executable) -> None:
+                 python: str | Path = sys.executable, cluster: str | None = None, log: Path | None = None,
+                 timeout: float = 180) -> None:
+        """`cluster`: `lgm-pose serve --cluster CLUSTER` (Ray Serve) instead of uvicorn; `log`: stderr to a file."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
-        self.proc = subprocess.Popen([str(python), "-m", "app.cli", "serve", "--port", str(self.port)],
-                                     cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.ready = wait_ready(self.url, alive=lambda: self.proc.poll() is None)
+        args = [str(python), "-m", "app.cli", "serve"]
+        if cluster:
+            args += ["--cluster", cluster]
+            full_env["LGM_POSE_CLUSTER_PORT"] = str(self.port)
+        else:
+            args += ["--port", str(self.port)]
+        self._log = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
+                                     stderr=self._log or subprocess.PIPE)
+        self.ready = wait_ready(self.url, timeout, alive=lambda: self.proc.poll() is None)
 
     @property
     def pid(self) -> int:
@@ -74,6 +83,8 @@ class ServerProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+        if self._log is not None:
+            self._log.close()
 
     def __enter__(self) -> ServerProcess:
         return self

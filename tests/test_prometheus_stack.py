@@ -27,12 +27,14 @@ from app.settings import Settings  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = Path("/usr/bin/prometheus")
 PROM_CONFIG = REPO / "deploy" / "prometheus" / "prometheus.yml"
+CLUSTER_CONFIG = REPO / "deploy" / "prometheus" / "prometheus-cluster.yml"
+GATEWAY_SD = "http://lgm-pose-gateway:8000/cluster/targets"
 DASHBOARD = REPO / "deploy" / "grafana" / "dashboards" / "lgm-pose.json"
 SERVICE_TARGET = "lgm-pose:8000"
 # Grafana's interval variables -> windows that hold several 1 s scrapes
 KEY = "prometheus-stack-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m"}
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m", "$replica": ".*"}  # replica: All
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
               pytest.mark.skipif(not PROMETHEUS.exists(), reason="/usr/bin/prometheus not installed")]
@@ -91,14 +93,31 @@ def local_config(service_port: int, prom_port: int, key_file: Path) -> dict:
     return cfg
 
 
+def local_cluster_config(gateway_port: int, prom_port: int, key_file: Path) -> dict:
+    """The repository's prometheus-cluster.yml: discovery through the local gateway, 1 s, the key from a file."""
+    cfg = yaml.safe_load(CLUSTER_CONFIG.read_text())
+    cfg["global"] = {**cfg["global"], "scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"}
+    for job in cfg["scrape_configs"]:
+        for sd in job.get("http_sd_configs", []):
+            assert sd["url"] == GATEWAY_SD, sd
+            sd["url"], sd["refresh_interval"] = f"http://127.0.0.1:{gateway_port}/cluster/targets", "1s"
+            sd["authorization"]["credentials_file"] = str(key_file)
+        if "authorization" in job:
+            job["authorization"]["credentials_file"] = str(key_file)
+        for sc in job.get("static_configs", []):
+            sc["targets"] = [f"127.0.0.1:{prom_port}" if t == "localhost:9090" else t for t in sc["targets"]]
+    return cfg
+
+
 class LivePrometheus:
     """/usr/bin/prometheus on a free port with a given config, its TSDB in a temporary folder."""
 
-    def __init__(self, workdir: Path, service_port: int, key_file: Path) -> None:
+    def __init__(self, workdir: Path, service_port: int, key_file: Path, cluster: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = workdir / "prometheus.yml"
-        config.write_text(yaml.safe_dump(local_config(service_port, self.port, key_file), sort_keys=False))
+        build = local_cluster_config if cluster else local_config
+        config.write_text(yaml.safe_dump(build(service_port, self.port, key_file), sort_keys=False))
         self.log = workdir / "prometheus.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(

@@ -38,7 +38,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory, data_root: Path):
 
 def test_runtime_venv_has_no_torch(runtime) -> None:
     server, _, _ = runtime
-    for module in ("torch", "torchvision", "ultralytics"):
+    for module in ("torch", "torchvision", "ultralytics", "ray"):
         probe = subprocess.run([str(server.python), "-c", f"import {module}"], capture_output=True)
         assert probe.returncode != 0, f"{module} is importable in the runtime venv"
     cwd = server.python.parents[2]  # outside the checkout: the installed package runs

@@ -29,7 +29,8 @@ def install_eval(app: FastAPI) -> EvalJobManager:
     """Add the /eval routes and the job manager (app.state.eval_jobs) to the service app."""
     service = app.state.service
     jobs_dir = service.settings.jobs_dir
-    manager = EvalJobManager(service, Path(service.settings.data_root), store=JobStore(jobs_dir) if jobs_dir else None)
+    manager = EvalJobManager(service, Path(service.settings.data_root), store=JobStore(jobs_dir) if jobs_dir else None,
+                             shared=service.settings.jobs_shared)
     app.state.eval_jobs = manager
 
     @asynccontextmanager
@@ -42,7 +43,7 @@ def install_eval(app: FastAPI) -> EvalJobManager:
                        responses=errors)
 
     def find(job_id: str) -> EvalJob:
-        job = manager.jobs.get(job_id)
+        job = manager.get(job_id)
         if job is None:
             raise NotFound(f"no evaluation job {job_id!r}")
         return job
@@ -93,6 +94,7 @@ def install_eval(app: FastAPI) -> EvalJobManager:
         deadline = asyncio.get_running_loop().time() + CANCEL_WAIT_S
         while job.state == "running" and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+            job = find(job_id)  # another replica's job: as it saves it
         return JSONResponse(job.as_dict(), status_code=202 if job.state == "running" else 200)
 
     app.include_router(router)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -120,6 +121,7 @@ def export_yolo_onnx(weights: str | Path, cache_dir: str | Path) -> Path:
         shutil.copy2(weights, local)
         exported = Path(load_yolo(local).export(format="onnx", dynamic=True, simplify=False, opset=17,
                                                 verbose=False))
-        shutil.move(str(exported), out)
+        shutil.move(str(exported), partial := out.with_name(f"{out.name}.{os.getpid()}.partial"))
+        os.replace(partial, out)  # atomic: replicas starting together never read a half-written file
     stamp_path.write_text(json.dumps(stamp, indent=1))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,15 +22,17 @@ def export_onnx(model: LGMPose, out: str | Path, opset: int = 17) -> Path:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")  # others (replicas) never read a half file
     model = model.eval()
     dummy = torch.zeros(2, 3, *model.cfg.input_hw)
     torch.onnx.export(
-        model, (dummy,), str(out), input_names=["input"], output_names=["heatmaps"],
+        model, (dummy,), str(partial), input_names=["input"], output_names=["heatmaps"],
         dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}}, opset_version=opset, dynamo=False,
     )
-    graph = onnx.load(str(out))
+    graph = onnx.load(str(partial))
     for key, value in ((META_KEY, pose_meta_of(model).to_json()), (CONFIG_KEY, json.dumps(model.cfg.to_dict()))):
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(graph, str(out))
+    onnx.save(graph, str(partial))
+    os.replace(partial, out)
     return out
