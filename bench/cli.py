@@ -1,4 +1,4 @@
-"""`lgm-pose bench model|service|hostile|runtime|stream`."""
+"""`lgm-pose bench model|service|hostile|runtime|stream|cluster`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile",
-          "runtime": "bench.runtime_env", "stream": "bench.stream_load"}
+          "runtime": "bench.runtime_env", "stream": "bench.stream_load", "cluster": "bench.cluster_overhead"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -16,7 +16,8 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmarks: model (CPU latency), service (live load), "
                                        "hostile (memory and fairness under hostile clients), runtime (the torch-free "
-                                       "install beside the full one), stream (video over WS, capacity)")
+                                       "install beside the full one), stream (video over WS, capacity), "
+                                       "cluster (Ray Serve against direct uvicorn)")
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--config", default="coco_256x192")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])

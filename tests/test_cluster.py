@@ -247,3 +247,27 @@ def test_prometheus_scrapes_every_replica(cluster: ServerProcess, bus_path: Path
             assert prom.query(to_promql(expr)), f"no data: {expr}"
     finally:
         prom.stop()
+
+
+def test_kuberay_manifest_builds_the_application() -> None:
+    """deploy/kuberay/rayservice.yaml: its Serve config imports our builder, and its args are valid settings."""
+    import importlib
+
+    import yaml
+    from ray.serve import Application
+
+    from app.cluster.settings import ClusterSettings
+
+    manifest = yaml.safe_load((REPO / "deploy" / "kuberay" / "rayservice.yaml").read_text())
+    assert manifest["kind"] == "RayService"
+    serve_config = yaml.safe_load(manifest["spec"]["serveConfigV2"])
+    (app_config,) = serve_config["applications"]
+    module, _, attr = app_config["import_path"].partition(":")
+    build = getattr(importlib.import_module(module), attr)
+    assert isinstance(build(app_config["args"]), Application)
+    cluster = ClusterSettings(**app_config["args"]["cluster"])
+    Settings(**app_config["args"]["settings"])
+    groups = {g["groupName"]: g for g in manifest["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    assert set(groups) == {"cpu", "gpu"} and groups["gpu"]["rayStartParams"]["num-gpus"] == "1"
+    pod_cpus = float(groups["cpu"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"])
+    assert pod_cpus >= cluster.cpus_per_replica  # a CPU pod holds at least one pose replica
