@@ -223,20 +223,23 @@ def test_malformed_annotation_fails_job(server: LiveServer) -> None:
     assert "bad/annotations/person_keypoints_val.json" in job["error"]
 
 
+def eval_mpii_both_ways(url: str, root: Path, weights: Path, out: Path) -> tuple[dict, dict, str]:
+    """POST /eval/mpii and `lgm-pose eval --dataset mpii` on the first 40 persons of root/lspet_mpii:holdout:
+    the job's result, the CLI's and the CLI's output."""
+    job = wait_for(url, start(url, {"dataset": "lspet_mpii", "split": "holdout", "max_images": 40}, "mpii"))
+    assert job["state"] == "done", job
+    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(weights),
+                           "--data", str(root / "lspet_mpii") + ":holdout", "--max-images", "40",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    return job["result"], json.loads(out.read_text()), proc.stdout
+
+
 def test_mpii_on_the_served_coco_model_matches_cli(server: LiveServer, eval_root: Path, checkpoint: Path,
                                                    tmp_path: Path) -> None:
     """POST /eval/mpii on a COCO model: PCKh of the mapped joints, the CLI's table exactly."""
-    body = {"dataset": "lspet_mpii", "split": "holdout", "max_images": 40}
-    job = wait_for(server.url, start(server.url, body, "mpii"))
-    assert job["state"] == "done", job
-    result = job["result"]
-    out = tmp_path / "mpii.json"
-    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(checkpoint),
-                           "--data", str(eval_root / "lspet_mpii") + ":holdout", "--max-images", "40",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    assert "upper_neck, head_top (and Head) not scored" in proc.stdout, proc.stdout
-    cli = json.loads(out.read_text())
+    result, cli, stdout = eval_mpii_both_ways(server.url, eval_root, checkpoint, tmp_path / "mpii.json")
+    assert "upper_neck, head_top (and Head) not scored" in stdout, stdout
     print(f"\nservice {result['table']}\nCLI     {cli['table']}")
     assert result["model_joints"] == "coco" and result["unscored_joints"] == ["upper_neck", "head_top"]
     assert result["table"]["Head"] is None and result["per_joint"]["head_top"] is None

@@ -3,10 +3,7 @@ POST /eval/mpii on the held-out LSPET split (MPII format) answers the CLI's PCKh
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +12,7 @@ import pytest
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer  # noqa: E402
+from test_eval_api import eval_mpii_both_ways  # noqa: E402
 
 from app.settings import REPO, Settings  # noqa: E402
 from model.data.datasets import MPII  # noqa: E402
@@ -54,21 +52,7 @@ def test_the_mpii_model_is_served_with_its_joints(server: LiveServer, bus_path: 
 
 
 def test_eval_mpii_on_the_mpii_model_equals_the_cli(server: LiveServer, mpii_root: Path, tmp_path: Path) -> None:
-    r = httpx.post(server.url + "/eval/mpii", json={"dataset": "lspet_mpii", "split": "holdout", "max_images": 40},
-                   timeout=30)
-    assert r.status_code == 202, r.text
-    deadline = time.time() + 200
-    while (job := httpx.get(f"{server.url}/eval/{r.json()['id']}", timeout=10).json())["state"] not in (
-            "done", "failed") and time.time() < deadline:
-        time.sleep(0.2)
-    assert job["state"] == "done", job
-    result = job["result"]
-    out = tmp_path / "mpii.json"
-    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(MPII_WEIGHTS),
-                           "--data", str(mpii_root / "lspet_mpii") + ":holdout", "--max-images", "40",
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    cli = json.loads(out.read_text())
+    result, cli, _ = eval_mpii_both_ways(server.url, mpii_root, MPII_WEIGHTS, tmp_path / "mpii.json")
     print(f"\nservice {result['table']}\nCLI     {cli['table']}")
     assert result["model_joints"] == "mpii" and result["unscored_joints"] == []
     assert result["table"]["Head"] is not None  # the MPII model predicts head top and upper neck
