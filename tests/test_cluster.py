@@ -77,11 +77,14 @@ def kill_replica(replica: str) -> None:
     """ray.kill on one pose replica's actor (the Serve controller starts a new one)."""
     import ray
 
-    ray.init(address="auto", namespace="serve", log_to_driver=False, ignore_reinit_error=True)
-    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-             if "PoseWorker" in a["name"] and a["name"].endswith(replica)]
-    assert len(names) == 1, names
-    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+    ray.init(address="auto", namespace="serve", log_to_driver=False)
+    try:
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                 if "PoseWorker" in a["name"] and a["name"].endswith(replica)]
+        assert len(names) == 1, names
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=True)
+    finally:
+        ray.shutdown()  # this test process must not stay a driver of a cluster that goes away with its fixture
 
 
 def pose(url: str, image: bytes, client: httpx.Client | None = None) -> httpx.Response:

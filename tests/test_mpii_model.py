@@ -18,7 +18,6 @@ from app.settings import REPO, Settings  # noqa: E402
 from model.data.datasets import MPII  # noqa: E402
 
 MPII_WEIGHTS = REPO / "weights" / "lgm_pose_mpii_256x256.pt"
-PYTHON = REPO / ".venv" / "bin" / "python"
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
