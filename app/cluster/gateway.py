@@ -104,10 +104,10 @@ async def _relay(client: WebSocket, upstream: Any) -> None:
             task.cancel()
 
 
-# defined last but one: serve.ingress serialises the app (and what its routes use) when the class is made
+# after every helper it uses: serve.ingress serialises the app and its routes when the class is made
 @serve.ingress(gateway_app)
 class Gateway:
-    """Ray Serve deployment class (decorated in app.cluster.application)."""
+    """The ingress deployment's class (its Ray options: app.cluster.application)."""
 
     def __init__(self, worker: Any, overrides: dict[str, Any], cluster: dict[str, Any]) -> None:
         self.worker = worker

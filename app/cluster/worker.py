@@ -26,7 +26,7 @@ HEARTBEAT_S = 5.0
 
 
 class PoseWorker:
-    """Ray Serve deployment class (decorated in app.cluster.application)."""
+    """The pose replicas' deployment class (its Ray options: app.cluster.application)."""
 
     def __init__(self, overrides: dict[str, Any], ready_timeout_s: float = 600.0) -> None:
         os.environ.setdefault("YOLO_OFFLINE", "1")
