@@ -218,6 +218,25 @@ def test_an_eval_job_is_answered_for_by_every_replica(cluster: ServerProcess) ->
     assert job_id in [j["id"] for j in listed]
 
 
+def test_an_eval_job_is_cancelled_from_any_replica(cluster: ServerProcess) -> None:
+    """DELETE /eval/{id} reaches one replica; the job stops wherever it runs (a flag in the shared store)."""
+    r = httpx.post(cluster.url + "/eval/coco", json={"dataset": "coco-mini", "split": "train2017", "flip": True},
+                   headers=AUTH, timeout=30)
+    job_id = r.json()["id"]
+    deadline = time.time() + 120
+    while (job := httpx.get(f"{cluster.url}/eval/{job_id}", headers=AUTH, timeout=30).json())["progress"]["done"] < 1:
+        assert time.time() < deadline and job["state"] in ("queued", "running"), job
+        time.sleep(0.2)
+    answers = [httpx.delete(f"{cluster.url}/eval/{job_id}", headers=AUTH, timeout=30) for _ in range(2)]
+    assert answers[0].status_code in (200, 202), answers[0].text
+    deadline = time.time() + 30
+    while (job := httpx.get(f"{cluster.url}/eval/{job_id}", headers=AUTH, timeout=30).json())["state"] == "running":
+        assert time.time() < deadline, job
+        time.sleep(0.2)
+    print(f"\nDELETE answered by {[a.headers['x-replica'] for a in answers]}: {[a.status_code for a in answers]}")
+    assert job["state"] == "cancelled" and job["progress"]["done"] < job["progress"]["total"], job
+
+
 @pytest.mark.skipif(not PROMETHEUS.exists(), reason="/usr/bin/prometheus not installed")
 def test_prometheus_scrapes_every_replica(cluster: ServerProcess, bus_path: Path,
                                           tmp_path_factory: pytest.TempPathFactory) -> None:
