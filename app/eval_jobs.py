@@ -209,22 +209,16 @@ class EvalJobManager:
         return job
 
     def get(self, job_id: str) -> EvalJob | None:
-        """A job of this replica, else (shared store) another replica's as last saved; a job whose replica
-        stopped saving its progress for `STALE_S` is reported interrupted."""
+        """A job of this replica, else (shared store) another replica's as last saved."""
         job = self.jobs.get(job_id)
         if job is not None or not self.shared:
             return job
         record = self.store.get(job_id)
-        if record is None:
-            return None
-        job = EvalJob.from_record(record)
-        if job.state not in ENDED and time.time() - record.get("updated", 0) > STALE_S:
-            job.state, job.error = "interrupted", "the replica running the job stopped; submit its request again"
-        return job
+        return _stored_job(record) if record is not None else None
 
     def list(self) -> list[EvalJob]:
         if self.shared:
-            return [job for rec in self.store.load() if (job := self.get(rec["id"])) is not None]
+            return [self.jobs.get(rec["id"]) or _stored_job(rec) for rec in self.store.load()]
         return sorted(self.jobs.values(), key=lambda j: j.created)
 
     def cancel(self, job: EvalJob) -> bool:
@@ -282,7 +276,8 @@ class EvalJobManager:
             job.done, job.total = done, total
             if self.shared and time.monotonic() - self._saved_at.get(job.id, 0.0) >= SAVE_EVERY_S:
                 self._saved_at[job.id] = time.monotonic()  # progress for the other replicas, and a heartbeat
-                self._save(job)
+                for own in [job, *(j for j in list(self.jobs.values()) if j.state == "queued")]:
+                    self._save(own)  # queued ones too: they are alive while this replica works
                 record = self.store.get(job.id)
                 if record and record["cancel_requested"]:
                     job.cancel.set()
@@ -367,6 +362,14 @@ class EvalJobManager:
             update(n, len(ids))
         (job.workdir / "detections.json").write_text(json.dumps(detections))
         return detections
+
+
+def _stored_job(record: dict[str, Any]) -> EvalJob:
+    """A job as another replica last saved it; one not saved for `STALE_S` lost its replica (interrupted)."""
+    job = EvalJob.from_record(record)
+    if job.state not in ENDED and time.time() - record.get("updated", 0) > STALE_S:
+        job.state, job.error = "interrupted", "the replica running the job stopped; submit its request again"
+    return job
 
 
 def _remove(folder: Path | None) -> None:
