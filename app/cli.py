@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "train": "model.cli.train",
     "eval": "model.cli.eval",
     "teacher": "model.cli.teacher",
+    "clean": "model.cli.clean",
     "pseudo-label": "model.cli.pseudo_label",
     "holdout": "model.cli.holdout",
     "mpii-convert": "model.cli.mpii_convert",

@@ -1,17 +1,17 @@
-"""`lgm-pose pseudo-label`: teacher labels for unannotated persons (see model.data.pseudo_label)."""
+"""`lgm-pose pseudo-label`: teacher labels for unannotated persons (see model.teacher.pseudo_label)."""
 
 from __future__ import annotations
 
 import argparse
 
-from model.data.pseudo_label import pseudo_label
+from model.teacher.pseudo_label import pseudo_label
 
 
 def _run(args: argparse.Namespace) -> int:
     if not args.data and not args.video:
         raise SystemExit("give --data and/or --video")
     stats = pseudo_label(args.out, args.split, args.data, args.video, args.every, args.weights, args.imgsz,
-                         args.box_min, args.kpt_min, args.min_joints)
+                         args.box_min, args.kpt_min, args.min_joints, args.detections)
     print(f"{args.out}: {stats['persons']} teacher persons on {stats['images']} images")
     return 0
 
@@ -19,6 +19,7 @@ def _run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pseudo-label", help="teacher labels for unannotated persons (images or video frames)")
     p.add_argument("--data", help="COCO-format set (DIR or DIR:SPLIT): label its unannotated persons")
+    p.add_argument("--detections", help="the `lgm-pose teacher` file of --data (no second teacher pass)")
     p.add_argument("--video", nargs="+", help="videos: label every --every-th frame")
     p.add_argument("--every", type=int, default=5)
     p.add_argument("--out", required=True)

@@ -28,32 +28,28 @@ class PersonSample:
     source: str = ""
     ann_id: int = -1
     extra: dict = field(default_factory=dict)
+    box_jitter: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)  # spread of the detector's box: dx, dy, log w, log h
 
 
-def load_coco_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: float, source: str = "",
-                      teacher: dict[int, np.ndarray] | None = None, teacher_weight: float = 0.5,
-                      teacher_min_score: float = 0.5) -> list[PersonSample]:
-    """Non-crowd persons with at least one labelled keypoint; optional teacher fill-in of unlabelled joints.
+def load_coco_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: float,
+                      source: str = "") -> list[PersonSample]:
+    """Non-crowd persons with at least one weighted keypoint, cropped around their `bbox`.
 
-    `teacher` maps annotation id -> (17, 3) teacher keypoints (x, y, confidence). Where a joint is
-    unlabelled (v=0) and the teacher's confidence reaches `teacher_min_score`, the teacher point
-    becomes the target with weight `teacher_weight`.
+    Per-joint `keypoint_weights` (teacher pseudo-labels, cleaned sets) scale the labelled joints' weights; a
+    cleaned set's `info.box_jitter` (the detector's box errors: dx, dy, log w, log h spreads) travels with each
+    sample as its training-time box jitter.
     """
     data = json.loads(Path(ann_file).read_text())
     images = {img["id"]: img for img in data["images"]}
+    jitter = tuple(float(v) for v in (data.get("info") or {}).get("box_jitter", (0.0, 0.0, 0.0, 0.0)))
     samples = []
     for ann in data["annotations"]:
         if ann.get("iscrowd", 0) or ann.get("num_keypoints", 1) == 0:
             continue
         kpts = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
         weights = (kpts[:, 2] > 0).astype(np.float64)
-        if "keypoint_weights" in ann:  # teacher pseudo-labels: each joint weighted by the teacher's confidence
+        if "keypoint_weights" in ann:
             weights = weights * np.asarray(ann["keypoint_weights"], dtype=np.float64)
-        if teacher is not None and ann["id"] in teacher:
-            t = teacher[ann["id"]]
-            fill = (weights == 0) & (t[:, 2] >= teacher_min_score)
-            kpts[fill, :2] = t[fill, :2]
-            weights[fill] = teacher_weight
         if weights.sum() == 0:
             continue
         x, y, w, h = ann["bbox"]
@@ -61,7 +57,7 @@ def load_coco_samples(ann_file: str | Path, image_dir: str | Path, aspect_wh: fl
             continue
         center, size = geometry.box_to_center_size([x, y, w, h], aspect_wh)
         samples.append(PersonSample(str(Path(image_dir) / images[ann["image_id"]]["file_name"]), center, size,
-                                    np.c_[kpts[:, :2], weights], source, ann["id"]))
+                                    np.c_[kpts[:, :2], weights], source, ann["id"], box_jitter=jitter))
     return samples
 
 
@@ -165,6 +161,10 @@ class TopDownDataset(Dataset):
             half = self._half_body(kpts, rng)
             if half is not None:
                 center, size = half
+            else:  # the box as the detector might have drawn it
+                dx, dy, _, log_h = sample.box_jitter
+                center = center + rng.normal(0.0, 1.0, 2) * np.array([dx, dy]) * size / geometry.PADDING
+                size = size * np.exp(rng.normal(0.0, log_h))
             size = size * rng.uniform(*self.aug.scale)
             if rng.random() < self.aug.rotation_prob:
                 rot = float(rng.uniform(-self.aug.rotation, self.aug.rotation))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from model.data import geometry
 from model.data.datasets import COCO
 from model.data.layout import resolve_split, split_data_arg
-from model.data.teacher import oks_on_labelled
+from model.data.matching import oks_on_labelled
 from model.eval.bootstrap import bootstrap_ap
 from model.eval.coco import clip_box, gt_boxes, load_coco, score_results, to_records
 from model.eval.coco_engine import image_persons

@@ -58,6 +58,20 @@ def load_weights(model: LGMPose, state_dict: dict[str, torch.Tensor], source: st
     model.load_state_dict(state_dict, strict=True)
 
 
+def load_matching_weights(model: LGMPose, state_dict: dict[str, torch.Tensor]) -> list[str]:
+    """Partial init: every tensor whose name and shape match the network is loaded; returns the names left as built.
+
+    For a network of another config from a checkpoint (the 16-joint MPII model from COCO weights): the backbone
+    carries over, the layers that depend on the joints or the input size (head, LARM MLPs) start fresh.
+    """
+    own = model.state_dict()
+    taken = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    if not taken:
+        raise CheckpointError(f"no tensor of the checkpoint fits network {model.cfg.name}")
+    model.load_state_dict(taken, strict=False)
+    return sorted(set(own) - set(taken))
+
+
 def checkpoint_pose_meta(payload: dict[str, Any], cfg: NetConfig) -> PoseMeta:
     """The dataset metadata and codec a checkpoint carries (older ones: its config's defaults)."""
     stored = payload.get("pose_meta")

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from model.data.geometry import box_iou
 from model.data.layout import resolve_split, split_data_arg
+from model.data.matching import Detections, read_detections
 from model.inference.yolo import load_yolo
 
 
@@ -38,17 +39,21 @@ def is_annotated(box: np.ndarray, annotations: list[dict], min_iou: float = 0.3)
     return False
 
 
-def teacher_annotations(result, image_id: int, first_id: int, known: list[dict], box_min: float,
+def detections_of(result) -> Detections:
+    """An Ultralytics pose result as `Detections`."""
+    if result.keypoints is None or len(result.boxes) == 0:
+        return Detections.from_rows([])
+    kpts = np.concatenate([result.keypoints.xy.cpu().numpy(), result.keypoints.conf.cpu().numpy()[..., None]], -1)
+    return Detections(result.boxes.xyxy.cpu().numpy().astype(np.float64),
+                      result.boxes.conf.cpu().numpy().astype(np.float64), kpts.astype(np.float64))
+
+
+def teacher_annotations(found: Detections, image_id: int, first_id: int, known: list[dict], box_min: float,
                         kpt_min: float, min_joints: int) -> list[dict]:
     """COCO annotations of the confident teacher persons that are not among `known`."""
-    if result.keypoints is None or len(result.boxes) == 0:
-        return []
-    boxes = result.boxes.xyxy.cpu().numpy().astype(np.float64)
-    box_scores = result.boxes.conf.cpu().numpy()
-    xy = result.keypoints.xy.cpu().numpy().astype(np.float64)
-    conf = result.keypoints.conf.cpu().numpy().astype(np.float64)
     out = []
-    for box, score, pts, c in zip(boxes, box_scores, xy, conf, strict=True):
+    for box, score, kp in zip(found.boxes, found.scores, found.keypoints, strict=True):
+        pts, c = kp[:, :2], kp[:, 2]
         keep = c >= kpt_min
         if score < box_min or keep.sum() < min_joints or is_annotated(box, known):
             continue
@@ -84,19 +89,25 @@ def video_frames(video: Path, every: int, out_dir: Path) -> Iterator[tuple[str, 
 
 def pseudo_label(out: str | Path, split: str, data: str | None = None, videos: list[str] | None = None,
                  every: int = 5, weights: str | None = None, imgsz: int = 640, box_min: float = 0.5,
-                 kpt_min: float = 0.3, min_joints: int = 5) -> dict[str, int]:
-    """Teacher-labelled COCO-format set of the unannotated persons in `data` and/or the frames of `videos`."""
+                 kpt_min: float = 0.3, min_joints: int = 5, detections: str | None = None) -> dict[str, int]:
+    """Teacher-labelled COCO-format set of the unannotated persons in `data` and/or the frames of `videos`.
+
+    `detections`: the `lgm-pose teacher` file of `data`, read instead of running the teacher on its images again.
+    """
     out = Path(out)
     image_dir = out / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
-    yolo = load_yolo(weights)
+    stored = read_detections(detections) if detections else None
+    yolo = load_yolo(weights) if videos or stored is None else None
     images: list[dict] = []
     annotations: list[dict] = []
 
-    def label(name: str, source: str | np.ndarray, width: int, height: int, known: list[dict]) -> None:
+    def label(name: str, source: str | np.ndarray, width: int, height: int, known: list[dict],
+              found: Detections | None = None) -> None:
         image_id = len(images) + 1
-        result = yolo.predict(source, imgsz=imgsz, conf=box_min, classes=[0], verbose=False)[0]
-        new = teacher_annotations(result, image_id, len(annotations) + 1, known, box_min, kpt_min, min_joints)
+        if found is None:
+            found = detections_of(yolo.predict(source, imgsz=imgsz, conf=box_min, classes=[0], verbose=False)[0])
+        new = teacher_annotations(found, image_id, len(annotations) + 1, known, box_min, kpt_min, min_joints)
         if new:
             images.append({"id": image_id, "file_name": name, "width": width, "height": height})
             annotations.extend(new)
@@ -111,7 +122,8 @@ def pseudo_label(out: str | Path, split: str, data: str | None = None, videos: l
         for img in tqdm(src["images"], desc=f"teacher {Path(data_dir).name}", unit="img"):
             path = files.images / img["file_name"]
             before = len(images)
-            label(img["file_name"], str(path), img["width"], img["height"], by_image.get(img["id"], []))
+            label(img["file_name"], str(path), img["width"], img["height"], by_image.get(img["id"], []),
+                  stored.get(img["id"], Detections.from_rows([])) if stored is not None else None)
             link = image_dir / img["file_name"]
             if len(images) > before and not link.is_symlink():
                 link.parent.mkdir(parents=True, exist_ok=True)

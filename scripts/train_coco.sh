@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue 22: LGM-Pose in COCO's conventions. Usage: scripts/train_coco.sh data | RUN...
+#   data       the teacher's detections, the cleaned sets (printing the convention table), the pseudo-labels
+#   long       from random weights, 150k crops (50 x 3,000) with the decay, never the LSPET holdout
+#   long_mse   the same with the paper's plain MSE: the loss ablation (run beside `long` for its first epochs)
+# Every run resumes exactly from runs/<run>/last.pt. Data: ../shared/data (DATA=...), vtest.avi from Debian's
+# opencv-doc (VTEST=...); derived data under runs/data. coco-mini is never read here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export YOLO_OFFLINE=1
+L="${PYTHON:-.venv/bin/python} -m app.cli"  # the checkout it runs from (a worktree too), not the installed one
+D=${DATA:-../shared/data}
+R=runs/data
+C=$R/clean
+VTEST=${VTEST:-/tmp/opencv-doc/usr/share/doc/opencv-doc/examples/data/vtest.avi}
+
+data() {
+  [ -d $R/lspet_split ] || $L holdout --data $D/lspet --last 700 --out $R/lspet_split
+  [ -f $R/teacher/sports.json ] || $L teacher --data $D/sports:train --out $R/teacher/sports.json
+  [ -f $R/teacher/fashion.json ] || $L teacher --data $D/fashion:train --out $R/teacher/fashion.json
+  [ -f $R/teacher/lspet.json ] || $L teacher --data $R/lspet_split:train --out $R/teacher/lspet.json
+  # training sets cleaned against the teacher; then the validation splits take their training set's offsets only
+  $L clean --data $R/lspet_split:train $D/fashion:train $D/sports:train \
+    --teacher $R/teacher/lspet.json $R/teacher/fashion.json $R/teacher/sports.json --out $C | tee $R/conventions.md
+  $L clean --data $D/fashion:val $R/lspet_split:holdout --teacher - - --out $C | tee -a $R/conventions.md
+  local P=$R/pseudo_video
+  [ -f $P/annotations/person_keypoints_street.json ] || \
+    $L pseudo-label --video $D/videos/street_pedestrians.mp4 --every 2 --split street --out $P
+  [ -f $P/annotations/person_keypoints_town.json ] || \
+    $L pseudo-label --video $D/videos/towncentre_pedestrians.mp4 --every 1 --imgsz 1280 --split town --out $P
+  [ -f $P/annotations/person_keypoints_indoor.json ] || \
+    $L pseudo-label --video $D/videos/one_person_indoor.mp4 --every 5 --split indoor --out $P
+  [ -f $R/pseudo_lspet/annotations/person_keypoints_train.json ] || \
+    $L pseudo-label --data $R/lspet_split:train --detections $R/teacher/lspet.json --out $R/pseudo_lspet
+  # held-out video frames no run trains on: the teacher's confident joints as validation labels
+  [ -f $R/vtest_teacher/annotations/person_keypoints_val.json ] || \
+    $L pseudo-label --video "$VTEST" --every 10 --imgsz 960 --kpt-min 0.5 --split val --out $R/vtest_teacher
+}
+
+# Cleaned labels, teacher pseudo-labels of everyone else; by person (fashion 2x, sports 3x: cap 3x the median).
+TRAIN=(--data $C/lspet_split:train $C/fashion:train $C/sports:train $R/pseudo_lspet:train
+       $R/pseudo_video:street $R/pseudo_video:town $R/pseudo_video:indoor
+       --person-weights 1 2 3 1 1 1 1 --half-body-prob 0.3)
+VAL=(--val $C/fashion:val $R/vtest_teacher:val $C/lspet_split:holdout --val-report $D/fashion:val)
+LONG=(--epochs 50 --samples-per-epoch 3000 --batch-size 32 --lr 1e-3 --seed 22)
+
+run() {  # name, args...: resumes from runs/<name>/last.pt when it exists
+  local name=$1; shift
+  if [ -f runs/$name/last.pt ]; then $L train "$@" --out runs/$name --resume runs/$name/last.pt
+  else $L train "$@" --out runs/$name; fi
+}
+
+for what in "$@"; do
+  case $what in
+    data) data ;;
+    long) run long "${TRAIN[@]}" "${VAL[@]}" "${LONG[@]}" --foreground-weight 10 ;;
+    long_mse) run long_mse "${TRAIN[@]}" "${VAL[@]}" "${LONG[@]}" ;;
+    *) echo "unknown step $what" >&2; exit 2 ;;
+  esac
+done
