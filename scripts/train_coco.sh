@@ -44,10 +44,11 @@ TRAIN=(--data $C/lspet_split:train $C/fashion:train $C/sports:train $R/pseudo_ls
 VAL=(--val $C/fashion:val $R/vtest_teacher:val $C/lspet_split:holdout --val-report $D/fashion:val)
 LONG=(--epochs 50 --samples-per-epoch 3000 --batch-size 32 --lr 1e-3 --seed 22)
 
-run() {  # name, args...: resumes from runs/<name>/last.pt when it exists
+run() {  # name, args...: resumes from runs/<name>/last.pt when it exists; EXTRA: more train args (e.g. --workers 1)
   local name=$1; shift
-  if [ -f runs/$name/last.pt ]; then $L train "$@" --out runs/$name --resume runs/$name/last.pt
-  else $L train "$@" --out runs/$name; fi
+  # shellcheck disable=SC2086
+  if [ -f runs/$name/last.pt ]; then $L train "$@" ${EXTRA:-} --out runs/$name --resume runs/$name/last.pt
+  else $L train "$@" ${EXTRA:-} --out runs/$name; fi
 }
 
 for what in "$@"; do
