@@ -341,8 +341,8 @@ class EvalJobManager:
 
     def _detect(self, job: EvalJob, gate: LiveGate) -> list[dict[str, Any]]:
         """Person boxes of the service's own detector on the images, as COCO detection results."""
+        from model.data.images import image_path, read_image
         from model.eval.coco import detection_records, load_coco
-        from model.eval.predict import image_path, read_image
 
         pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
         ids = sorted(coco.getImgIds())[: job.spec.max_images]

@@ -85,7 +85,7 @@ def test_missing_dataset_is_a_bad_dataset(root: Path) -> None:
 
 @pytest.mark.parametrize("name", ["/etc/hostname", "../x.jpg", "a/../../x.jpg", "~/x.jpg", "a\\b.jpg", ""])
 def test_image_file_names_stay_in_their_folder(tmp_path: Path, name: str) -> None:
-    from model.eval.predict import image_path
+    from model.data.images import image_path
 
     with pytest.raises(ValueError, match="outside the image folder"):
         image_path(tmp_path, name)

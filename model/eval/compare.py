@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.data.images import read_image
 from model.data.layout import resolve_split, split_data_arg
 from model.eval.coco import detection_records, load_coco, score_results
 from model.eval.coco_engine import evaluate_coco
-from model.eval.predict import read_image
 from model.inference.loader import build_detector
 from model.inference.yolo import default_yolo_weights, load_yolo
 from model.nn.checkpoint import load_model

@@ -19,12 +19,13 @@ from tqdm import tqdm
 
 from model.data import geometry
 from model.data.datasets import COCO
+from model.data.images import read_image
 from model.data.layout import resolve_split, split_data_arg
 from model.data.matching import oks_on_labelled
 from model.eval.bootstrap import bootstrap_ap
 from model.eval.coco import clip_box, gt_boxes, load_coco, score_results, to_records
 from model.eval.coco_engine import image_persons
-from model.eval.predict import predict_images, read_image
+from model.eval.predict import predict_images
 from model.inference.runners import TorchRunner
 from model.inference.topdown import ScoringRule, TopDown, xywh_to_xyxy
 from model.inference.yolo import load_yolo

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.data.images import image_path, read_image
 from model.data.layout import resolve_split, split_data_arg
-from model.eval.predict import image_path, read_image
 from model.inference.topdown import TopDown, xywh_to_xyxy
 
 
