@@ -9,7 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401 (hooks)
 
+pytest_plugins = ("pytester",)  # tests/test_suite_rules.py runs pytest on small suites
 REPO = Path(__file__).resolve().parents[1]
 # evaluation jobs of the test servers persist here, not in the checkout's runs/jobs
 os.environ.setdefault("LGM_POSE_JOBS_DIR", tempfile.mkdtemp(prefix="lgm_pose_test_jobs_"))

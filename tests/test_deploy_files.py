@@ -19,7 +19,7 @@ import yaml
 
 from app.settings import Settings
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e  # runs git and promtool
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"

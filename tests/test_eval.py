@@ -23,7 +23,7 @@ from model.inference.topdown import oks_nms, pose_scores
 from model.nn.checkpoint import save_checkpoint
 from model.nn.network import build_model
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from model.eval.coco import STAT_NAMES  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = sys.executable  # the interpreter running the tests, whatever install it is
 
 
 def _coco_subset(src: dict, ids: list[int], dest: Path, split: str, image_dir: Path) -> None:
@@ -122,7 +123,7 @@ def test_coco_gt_matches_cli(server: LiveServer, eval_root: Path, checkpoint: Pa
         "person_keypoints_val.json"
     t0 = time.perf_counter()
     out = tmp_path / "x.json"
-    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--weights", str(checkpoint), "--data",
+    proc = subprocess.run([PYTHON, "-m", "app.cli", "eval", "--weights", str(checkpoint), "--data",
                            str(eval_root / "mini"), "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=240)
     cli_s = time.perf_counter() - t0
@@ -228,7 +229,7 @@ def eval_mpii_both_ways(url: str, root: Path, weights: Path, out: Path) -> tuple
     the job's result, the CLI's and the CLI's output."""
     job = wait_for(url, start(url, {"dataset": "lspet_mpii", "split": "holdout", "max_images": 40}, "mpii"))
     assert job["state"] == "done", job
-    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(weights),
+    proc = subprocess.run([PYTHON, "-m", "app.cli", "eval", "--dataset", "mpii", "--weights", str(weights),
                            "--data", str(root / "lspet_mpii") + ":holdout", "--max-images", "40",
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr

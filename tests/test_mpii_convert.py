@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,13 @@ from model.eval.pckh import pckh
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = REPO / ".venv" / "bin" / "python"
+PYTHON = sys.executable  # the interpreter running the tests, whatever install it is
 
 
 @pytest.fixture(scope="module")
 def converted(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lspet_mpii")
-    proc = subprocess.run([str(PYTHON), "-m", "app.cli", "mpii-convert", "--data", str(data_root / "lspet"),
+    proc = subprocess.run([PYTHON, "-m", "app.cli", "mpii-convert", "--data", str(data_root / "lspet"),
                            "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "train 6000 persons, val 300 persons, holdout 700 persons" in proc.stdout, proc.stdout

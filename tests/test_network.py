@@ -17,7 +17,7 @@ from model.nn.checkpoint import CheckpointError, load_model, save_checkpoint
 from model.nn.export import export_onnx
 from model.nn.network import build_model, get_config
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.e2e  # runs the CLI in a subprocess
 
 PAPER = {  # config: (params M, GMACs) from Tables 1 and 3
     "coco_256x192": (1.1, 0.6),
