@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from app.batcher import DynamicBatcher
-from app.errors import NotReady
-from app.metrics import Metrics
-from app.pipeline import PosePipeline
-from app.security import check_key
-from app.settings import Settings
+from app.core.errors import NotReady
+from app.core.metrics import Metrics
+from app.core.security import check_key
+from app.core.settings import Settings
+from app.pipeline.batcher import DynamicBatcher
+from app.pipeline.pose_pipeline import PosePipeline
 from model.data.meta import PoseMeta
 from model.inference.loader import ModelInfo
 
@@ -63,7 +63,7 @@ MetaDep = Annotated[PoseMeta, Depends(get_meta)]
 
 
 def require_key(conn: HTTPConnection, service: ServiceDep) -> None:
-    """The API key, when one is configured (app.security)."""
+    """The API key, when one is configured (app.core.security)."""
     check_key(conn, service.settings)
 
 

@@ -24,16 +24,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from app.batcher import DynamicBatcher
-from app.compute_gate import ComputeGate
+from app.core.errors import ServiceError
+from app.core.memory import pin_mmap_threshold
+from app.core.metrics import Metrics
+from app.core.settings import Settings
 from app.deps import ServiceState
-from app.errors import ServiceError
-from app.memory import pin_mmap_threshold
-from app.metrics import Metrics
-from app.pipeline import PosePipeline
+from app.pipeline.batcher import DynamicBatcher
+from app.pipeline.compute_gate import ComputeGate
+from app.pipeline.pose_pipeline import PosePipeline
 from app.routes import health, pose, stream
 from app.routes.eval import install_eval
-from app.settings import Settings
 from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 

@@ -157,7 +157,7 @@ class HostileStream:
 
 
 def fairness(server: ServerProcess, requests: int) -> dict[str, Any]:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     photo = bus_jpg().read_bytes()
     post_latencies_ms(server.url, photo, 3)  # warm-up
@@ -172,7 +172,7 @@ def fairness(server: ServerProcess, requests: int) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     n = 64
     with ServerProcess() as server:

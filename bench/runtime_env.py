@@ -35,7 +35,7 @@ def build_runtime_venv(dest: Path) -> Path:
 
 def export_models(out: Path, weights: Path | None = None) -> tuple[Path, Path]:
     """The pose and detector ONNX exports (with their metadata), made by the full install."""
-    from app.settings import DEFAULT_POSE_WEIGHTS
+    from app.core.settings import DEFAULT_POSE_WEIGHTS
 
     pose, detector = out / "pose.onnx", out / "detector.onnx"
     subprocess.run([sys.executable, "-m", "app.cli", "export", "--weights", str(weights or DEFAULT_POSE_WEIGHTS),

@@ -121,7 +121,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 
 def one_run(url: str, data: bytes, image: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     settings = Settings()
     rows = [asyncio.run(load_level(url, data, c, args.requests)) for c in args.concurrency]

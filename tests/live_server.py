@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from app.core.settings import Settings
 from app.server import create_app
-from app.settings import Settings
 from bench.server_process import free_port, wait_ready
 
 __all__ = ["LiveServer", "free_port", "wait_ready"]

@@ -34,7 +34,7 @@ from test_prometheus_stack import (  # noqa: E402
     websocket_stream,
 )
 
-from app.settings import Settings  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 from bench.server_process import ServerProcess  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.decode_image import decode_probed, probe
-from app.errors import CorruptImage, TruncatedImage
+from app.core.errors import CorruptImage, TruncatedImage
+from app.pipeline.decode import decode_probed, probe
 
 pytestmark = pytest.mark.unit
 LIMITS = {"max_bytes": 10_000_000, "max_pixels": 16_000_000}

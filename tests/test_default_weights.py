@@ -20,7 +20,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 from model.data.datasets import COCO  # noqa: E402
 from model.inference.yolo import load_yolo  # noqa: E402
 

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from app.settings import Settings
+from app.core.settings import Settings
 
 pytestmark = pytest.mark.e2e  # runs git and promtool
 
@@ -362,7 +362,7 @@ def test_datasource_uid_is_used_by_every_panel() -> None:
 
 def test_dashboard_covers_the_metrics() -> None:
     exprs = " ".join(n["expr"] for n in _targets(json.loads(DASHBOARD.read_text())))
-    from app.metrics import Metrics
+    from app.core.metrics import Metrics
 
     names = {m.name for m in Metrics().registry.collect()}
     for name in names:  # every metric of app/metrics.py is on the dashboard

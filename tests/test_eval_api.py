@@ -21,7 +21,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer  # noqa: E402
 
-from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
+from app.core.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
 from model.eval.coco import STAT_NAMES  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

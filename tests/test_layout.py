@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[1]
-CLI_MODULES = {"app.cli", "app.serve_cli", "bench.cli"}
+CLI_MODULES = {"app.cli", "app.cli.serve", "bench.cli"}
 
 
 def _modules() -> dict[str, Path]:

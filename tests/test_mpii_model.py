@@ -14,7 +14,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 from test_eval_api import eval_mpii_both_ways  # noqa: E402
 
-from app.settings import REPO, Settings  # noqa: E402
+from app.core.settings import REPO, Settings  # noqa: E402
 from model.data.datasets import MPII  # noqa: E402
 
 MPII_WEIGHTS = REPO / "weights" / "lgm_pose_mpii_256x256.pt"

@@ -19,7 +19,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer  # noqa: E402
 
-from app.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
+from app.core.settings import DEFAULT_POSE_WEIGHTS, Settings  # noqa: E402
 from model.eval.coco import gt_boxes, load_coco  # noqa: E402
 from model.eval.coco_engine import evaluate_coco  # noqa: E402
 from model.inference.runners import TorchRunner  # noqa: E402

@@ -22,7 +22,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer, free_port  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = Path("/usr/bin/prometheus")

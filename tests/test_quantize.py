@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.settings import DEFAULT_POSE_WEIGHTS
+from app.core.settings import DEFAULT_POSE_WEIGHTS
 from model.inference.quantize import calibration_crops, quantize_int8
 from model.inference.runners import OnnxRunner
 from model.nn.checkpoint import load_model

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import BadBoxes, BadDataset, BadParameter, BadPath
-from app.eval_spec import EvalRequest, build_spec, ensure_inside, resolve_in_root
-from app.request_input import parse_boxes, parse_params
-from app.settings import Settings
+from app.core.errors import BadBoxes, BadDataset, BadParameter, BadPath
+from app.core.settings import Settings
+from app.evaluation.spec import EvalRequest, build_spec, ensure_inside, resolve_in_root
+from app.pipeline.request import parse_boxes, parse_params
 
 pytestmark = pytest.mark.unit
 SETTINGS = Settings(max_persons=20)

@@ -15,7 +15,7 @@ import pytest
 from live_server import LiveServer
 from websockets.sync.client import connect
 
-from app.settings import Settings
+from app.core.settings import Settings
 from bench.runtime_env import build_runtime_venv, export_models
 from bench.server_process import ServerProcess
 

@@ -21,7 +21,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from live_server import LiveServer  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from app.batcher import PRIORITY_BACKGROUND, DynamicBatcher
-from app.compute_gate import ComputeGate
-from app.errors import QueueFull
-from app.metrics import Metrics
+from app.core.errors import QueueFull
+from app.core.metrics import Metrics
+from app.pipeline.batcher import PRIORITY_BACKGROUND, DynamicBatcher
+from app.pipeline.compute_gate import ComputeGate
 
 pytestmark = pytest.mark.unit
 

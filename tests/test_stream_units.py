@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from app.settings import Settings
+from app.core.settings import Settings
 from app.stream.session import ControlError, StreamState, apply_control
 from app.stream.smoothing import OneEuroFilter, TrackSmoother
 from app.stream.tracking import IouTracker, iou_matrix
@@ -99,7 +99,7 @@ def test_control_refuses_bad_messages(msg) -> None:
 
 
 def _result(pose_scores: list[float]):
-    from app.pipeline import Person, PoseResult
+    from app.pipeline.pose_pipeline import Person, PoseResult
 
     persons = []
     for i, score in enumerate(pose_scores):

@@ -2,7 +2,7 @@
 
 `build_app(args)` is the application builder Ray Serve imports (`serve run app.cluster.application:build_app`,
 or a KubeRay RayService's `import_path`); `args` may carry service settings (`settings`, the fields of
-`app.settings.Settings`) and cluster settings (`cluster`, `app.cluster.settings.ClusterSettings`); anything
+`app.core.settings.Settings`) and cluster settings (`cluster`, `app.cluster.settings.ClusterSettings`); anything
 not given comes from the LGM_POSE_* / LGM_POSE_CLUSTER_* environment of each process.
 """
 

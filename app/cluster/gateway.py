@@ -29,9 +29,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.cluster.registry import Registry
 from app.cluster.settings import ClusterSettings
-from app.errors import ReplicaUnavailable, ServiceError, TooManyBytes
-from app.security import check_key, origin_allowed
-from app.settings import Settings
+from app.core.errors import ReplicaUnavailable, ServiceError, TooManyBytes
+from app.core.security import check_key, origin_allowed
+from app.core.settings import Settings
 
 log = logging.getLogger("lgm_pose.cluster")
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

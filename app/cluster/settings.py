@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ClusterSettings(BaseSettings):
-    """How the service is spread over a Ray cluster; the service's own settings stay `app.settings.Settings`.
+    """How the service is spread over a Ray cluster; the service's own settings stay `app.core.settings.Settings`.
 
     Autoscaling follows Ray Serve's ongoing requests per replica. The default target of 2 keeps one request
     computing and one decoded and waiting per replica (a replica computes one network call at a time on CPU),

@@ -18,8 +18,8 @@ import httpx
 import uvicorn
 
 from app.cluster.registry import Registry
+from app.core.settings import Settings
 from app.server import create_app
-from app.settings import Settings
 
 log = logging.getLogger("lgm_pose.cluster")
 HEARTBEAT_S = 5.0

@@ -1,6 +1,6 @@
 """HTTP API of offline evaluation: POST /eval/coco, POST /eval/mpii, GET /eval, GET/DELETE /eval/{id}.
 
-Requests are validated by app.eval_spec (paths confined to the data root); the jobs are run by app.eval_jobs
+Requests are validated by app.evaluation.spec (paths confined to the data root); the jobs are run by app.evaluation.jobs
 (one at a time, background priority in the shared batcher).
 """
 
@@ -15,12 +15,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 
+from app.core.errors import Conflict, NotFound, NotReady
 from app.deps import KeyDep
-from app.errors import Conflict, NotFound, NotReady
-from app.eval_jobs import EvalJob, EvalJobManager
-from app.eval_spec import EvalRequest, build_spec
-from app.job_store import JobStore
-from app.schemas import ErrorResponse
+from app.evaluation.jobs import EvalJob, EvalJobManager
+from app.evaluation.spec import EvalRequest, build_spec
+from app.evaluation.store import JobStore
+from app.pipeline.schemas import ErrorResponse
 
 CANCEL_WAIT_S = 5.0
 

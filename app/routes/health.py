@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, require_key_for_metrics
-from app.schemas import ErrorResponse
+from app.pipeline.schemas import ErrorResponse
 from model.inference.loader import public_path
 
 router = APIRouter(tags=["health"])

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.deps import KeyDep, MetaDep, PipelineDep, SettingsDep
-from app.pipeline import PoseResult
-from app.render import render
-from app.request_input import parse_params, read_image_and_params
-from app.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
+from app.pipeline.pose_pipeline import PoseResult
+from app.pipeline.render import render
+from app.pipeline.request import parse_params, read_image_and_params
+from app.pipeline.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
 
 router = APIRouter(tags=["pose"], dependencies=[KeyDep])
 

@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.core.security import Unauthorized, check_key, origin_allowed
 from app.deps import ServiceDep
-from app.security import Unauthorized, check_key, origin_allowed
 from app.stream.session import PoseStream
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline import PoseResult
+from app.pipeline.pose_pipeline import PoseResult
 
 KEYPOINT_MARGIN = 0.15  # each side, as a share of the keypoints' extent (joints lie inside the body outline)
 MIN_KEYPOINTS = 3

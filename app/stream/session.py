@@ -31,12 +31,12 @@ import numpy as np
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from app.batcher import PRIORITY_LIVE
+from app.core.errors import BadParameter, ServiceError
+from app.core.settings import Settings
 from app.deps import ServiceState
-from app.errors import BadParameter, ServiceError
-from app.pipeline import PoseParams, PoseResult
-from app.request_input import parse_option
-from app.settings import Settings
+from app.pipeline.batcher import PRIORITY_LIVE
+from app.pipeline.pose_pipeline import PoseParams, PoseResult
+from app.pipeline.request import parse_option
 from app.stream.propagation import DetectionSchedule
 from app.stream.smoothing import TrackSmoother
 from app.stream.tracking import IouTracker

@@ -19,8 +19,8 @@ import numpy as np
 import simplejpeg
 from PIL import Image, UnidentifiedImageError
 
-from app import errors
-from app.errors import CorruptImage, EmptyBody, NotAnImage, TooManyBytes, TooManyPixels, TruncatedImage
+from app.core import errors
+from app.core.errors import CorruptImage, EmptyBody, NotAnImage, TooManyBytes, TooManyPixels, TruncatedImage
 
 SUPPORTED_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "BMP": "image/bmp"}
 # A baseline JPEG spends some bits on every 8x8 block: even a uniform image needs a byte per ~64 pixels (measured:
@@ -115,7 +115,7 @@ def _decode_jpeg(data: bytes) -> np.ndarray | None:
 
 
 def decode_probed(data: bytes, fmt: str) -> np.ndarray:
-    """Bytes whose header `probe` has checked (format `fmt`) -> BGR uint8 (H, W, 3); raises `app.errors` types."""
+    """Bytes whose header `probe` has checked (format `fmt`) -> BGR uint8 (H, W, 3); raises `app.core.errors` types."""
     if not _is_complete(data, fmt):
         raise TruncatedImage(f"{fmt} image is truncated ({len(data)} bytes)")
     if fmt == "JPEG" and (image := _decode_jpeg(data)) is not None:

@@ -4,7 +4,7 @@ Callers (`submit`) live on the event loop; the forward pass runs in ONE dedicate
 never blocks and the model is never entered concurrently. A batch is cut when it holds `max_batch` crops or
 when its oldest crop has waited `max_wait_ms`. Crops are taken by priority (lower number first: 0 = live
 HTTP/WebSocket traffic, higher = background work such as evaluation) and, within a priority, from the waiting
-submission (one request or stream frame) whose client has had the least compute lately (app/compute_gate.py;
+submission (one request or stream frame) whose client has had the least compute lately (app/pipeline/compute_gate.py;
 without a gate: the one with the fewest crops left): a 2-person request is not held behind the 40 crops of a
 crowded stream frame. On CPU, where a batch costs the sum of its crops, small batches keep the wait for the
 pass in progress short; the pass itself waits for its turn at the compute gate.
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.compute_gate import ComputeGate
-from app.errors import QueueFull
-from app.metrics import Metrics
+from app.core.errors import QueueFull
+from app.core.metrics import Metrics
+from app.pipeline.compute_gate import ComputeGate
 
 log = logging.getLogger("lgm_pose.batcher")
 

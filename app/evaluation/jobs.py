@@ -28,11 +28,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
-from app.compute_gate import EVAL_CLIENT
-from app.errors import QueueFull
-from app.eval_spec import EvalSpec
-from app.job_store import JobStore
+from app.core.errors import QueueFull
+from app.evaluation.spec import EvalSpec
+from app.evaluation.store import JobStore
+from app.pipeline.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
+from app.pipeline.compute_gate import EVAL_CLIENT
 from model.data.meta import PoseMeta
 
 log = logging.getLogger("lgm_pose.eval")

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE, DynamicBatcher
-from app.compute_gate import EVAL_CLIENT, ComputeGate
-from app.decode_image import decode_probed, probe
-from app.errors import QueueFull
-from app.metrics import Metrics
-from app.settings import Settings
+from app.core.errors import QueueFull
+from app.core.metrics import Metrics
+from app.core.settings import Settings
+from app.pipeline.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE, DynamicBatcher
+from app.pipeline.compute_gate import EVAL_CLIENT, ComputeGate
+from app.pipeline.decode import decode_probed, probe
 from model.inference.detector import Detector
 from model.inference.topdown import Poses, TopDown
 

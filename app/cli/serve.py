@@ -22,7 +22,7 @@ def flag_overrides(args: argparse.Namespace) -> dict:
 
 def settings_from_args(args: argparse.Namespace):
     """Settings with every given flag applied over the environment."""
-    from app.settings import Settings
+    from app.core.settings import Settings
 
     return Settings(**flag_overrides(args))
 

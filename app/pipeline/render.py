@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from app.pipeline import PoseResult
+from app.pipeline.pose_pipeline import PoseResult
 
 
 def render(image: np.ndarray, result: PoseResult, skeleton: tuple[tuple[int, int], ...], kpt_thr: float,

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
-from app.errors import ServiceError
-from app.settings import Settings
+from app.core.errors import ServiceError
+from app.core.settings import Settings
 
 SUBPROTOCOL_PREFIX = "bearer."
 

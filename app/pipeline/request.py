@@ -12,10 +12,10 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-from app.decode_image import check_media_type
-from app.errors import BadBoxes, BadMultipart, BadParameter, EmptyBody, TooManyBytes, UnsupportedMediaType
-from app.pipeline import PoseParams
-from app.settings import Settings
+from app.core.errors import BadBoxes, BadMultipart, BadParameter, EmptyBody, TooManyBytes, UnsupportedMediaType
+from app.core.settings import Settings
+from app.pipeline.decode import check_media_type
+from app.pipeline.pose_pipeline import PoseParams
 
 MULTIPART_SLACK = 64 * 1024  # form boundaries and small fields on top of the image itself
 PARAM_NAMES = ("boxes", "det_conf", "kpt_thr", "max_persons", "format", "image_id")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel
 
-from app.pipeline import PoseResult
+from app.pipeline.pose_pipeline import PoseResult
 from model.data.datasets import DatasetInfo
 from model.eval.coco import to_records
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.errors import BadDataset, BadPath
+from app.core.errors import BadDataset, BadPath
 from model.data.layout import DEFAULT_COCO_SPLIT, mpii_files, resolve_split
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -1,4 +1,5 @@
-"""`lgm-pose` console script: one parser, each subcommand registered by the module that owns it."""
+"""`lgm-pose` console script (also `python -m app.cli`): one parser, each subcommand registered by the module that
+owns it (model/cli/ for the library, app/cli/serve.py for the service, bench/cli.py for the benchmarks)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ COMMANDS: dict[str, str] = {
     "mpii-convert": "model.cli.mpii_convert",
     "compare": "model.cli.compare",
     "diagnose": "model.cli.diagnose",
-    "serve": "app.serve_cli",
+    "serve": "app.cli.serve",
     "bench": "bench.cli",
 }
 
@@ -55,6 +56,3 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     return int(args.func(args) or 0)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

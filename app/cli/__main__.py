@@ -1,0 +1,7 @@
+"""`python -m app.cli`: the `lgm-pose` console script."""
+
+import sys
+
+from app.cli import main
+
+sys.exit(main())
