@@ -172,27 +172,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, random_checkpoint: Path):
     server.stop()
 
 
-def websocket_stream(url: str, frame: bytes, frames: int = 4) -> bool:
+def websocket_stream(url: str, frame: bytes, frames: int = 4) -> int:
     """A short stream on WS /ws/pose: frames sent back to back (older ones may be dropped), then read until a
-    pose answer. False (nothing sent) where the service has no such route."""
-    from websockets.exceptions import InvalidStatus
+    pose answer; the number of frames sent. A refused handshake (InvalidStatus) or no answer fails the caller."""
     from websockets.sync.client import connect
 
-    try:
-        ws = connect(url.replace("http://", "ws://") + "/ws/pose", max_size=None, open_timeout=10,
-                     subprotocols=[f"bearer.{KEY}"])
-    except InvalidStatus:  # no WebSocket route (yet): the handshake is refused
-        return False
-    with ws:
-        json.loads(ws.recv(timeout=10))  # hello
+    with connect(url.replace("http://", "ws://") + "/ws/pose", max_size=None, open_timeout=10,
+                 subprotocols=[f"bearer.{KEY}"]) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
         for _ in range(frames):
             ws.send(frame)
         deadline = time.time() + 30
-        while time.time() < deadline:
-            msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.time())))
-            if msg.get("type") == "pose":
-                break
-    return True
+        while (msg := json.loads(ws.recv(timeout=max(0.1, deadline - time.time())))).get("type") != "pose":
+            assert time.time() < deadline, msg
+    return frames
 
 
 def send_traffic(url: str, bus: bytes, poses: int) -> None:
@@ -244,15 +237,15 @@ def test_dashboard_queries_return_data(stack, bus_path: Path) -> None:
     send_traffic(server.url, bus, poses=1)
     wait_scrapes(prom, instance, 2)
     send_traffic(server.url, bus, poses=4)
-    streamed = websocket_stream(server.url, bus)
+    streamed = websocket_stream(server.url, bus)  # a refused handshake fails here
     assert httpx.get(server.url + "/metrics").status_code == 401  # the key guards /metrics; Prometheus has it
     assert "lgm_pose_model_info{backend=" in httpx.get(server.url + "/metrics", headers=AUTH).text
     wait_scrapes(prom, instance, 2)
 
-    # every dashboard expression returns a series; all but the WebSocket ones (no stream: 0/0) a number
+    # every dashboard expression returns a series and a number, the WebSocket ones too (a stream ran)
     def missing(expr: str) -> bool:
         result = prom.query(queries[expr])
-        return not result or ("_ws_" not in expr and not any(is_number(s) for s in result))
+        return not result or not any(is_number(s) for s in result)
 
     bad = [e for e in exprs if missing(e)]
     deadline = time.time() + 20
@@ -279,5 +272,5 @@ def test_dashboard_queries_return_data(stack, bus_path: Path) -> None:
     for name in ("lgm_pose_ws_frames_received_total", "lgm_pose_ws_frames_processed_total",
                  "lgm_pose_ws_frames_dropped_total", "lgm_pose_ws_streams_active", "lgm_pose_queue_depth"):
         assert prom.query(name), name
-    if streamed:
-        assert float(prom.query("lgm_pose_ws_frames_received_total")[0]["value"][1]) >= 1
+    assert float(prom.query("lgm_pose_ws_frames_received_total")[0]["value"][1]) == streamed
+    assert float(prom.query("lgm_pose_ws_frames_processed_total")[0]["value"][1]) >= 1
