@@ -61,17 +61,19 @@ def _f(v: float, digits: int = 3) -> str:
 
 def format_tables(reports: list[SetReport]) -> str:
     """Markdown: one summary row per set, then the per-joint offsets (up/out, torso lengths) before -> after."""
-    lines = ["| set | persons | matched | crop scale (shoulder-ankle / crop h) | box / joint extent | whole-body swaps "
+    lines = ["| set | persons | detector box (teacher agrees) | crop scale (shoulder-ankle / crop h) "
+             "| box / joint extent | whole-body swaps "
              "| pair swaps (of measured) | contradicted joints | filled joints | detector box error (dx, dy, log w, "
              "log h: std) |", "|" + "---|" * 10]
     for r in reports:
         swaps = ", ".join(f"{COCO.joint_names[a].split('_')[1]} {r.pair_swaps[(a, b)]}/{r.pairs_measured[(a, b)]}"
                           for a, b in COCO.flip_pairs if r.pairs_measured[(a, b)])
         jitter = ", ".join(f"{v:.3f}" for v in (r.box_transform or {}).get("std", [])) if r.matched else "-"
-        lines.append(f"| {r.name} | {r.persons} | {r.matched} | {_f(r.crop_scale[0])} -> {_f(r.crop_scale[1])} | "
+        lines.append(f"| {r.name} | {r.persons} | {r.matched} ({r.agreeing}) | "
+                     f"{_f(r.crop_scale[0])} -> {_f(r.crop_scale[1])} | "
                      f"{_f(r.box_extent[0], 2)} -> {_f(r.box_extent[1], 2)} | {r.whole_swaps} | {swaps or '-'} | "
                      f"{r.contradicted} | {r.filled} | {jitter} |")
-    reports = [r for r in reports if r.matched]  # sets without a teacher have no offsets to show
+    reports = [r for r in reports if r.agreeing]  # sets without a teacher have no offsets to show
     if not reports:
         return "\n".join(lines)
     lines += ["", "Joint offsets against the teacher, median in torso lengths (up: label higher on the body; out: "

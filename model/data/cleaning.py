@@ -2,8 +2,9 @@
 
 `clean_set` takes a COCO-format set and the teacher's detections on its images (`lgm-pose teacher`) and returns
 new annotations plus a `SetReport` (the per-set convention table, before and after). For every annotated person:
-- the box is the teacher detector's box when a detection matches (the crop inference will make), otherwise the
-  annotation box moved by the set's median annotation-to-detector transform;
+- the box is the teacher detector's box when a detection matches (by OKS or box IoU: the crop inference will
+  make), otherwise the annotation box moved by the set's median annotation-to-detector transform;
+- where the teacher's keypoints agree with the labels (OKS >= 0.5), they serve as the reference below:
 - labels the teacher confidently sees mirrored are swapped back (whole body, then per pair);
 - each joint's median offset from the teacher (up/out in torso lengths, `model.data.conventions`) is removed;
 - labelled joints the teacher confidently contradicts keep a quarter of their weight;
@@ -23,6 +24,7 @@ from model.data.geometry import box_to_center_size
 from model.data.matching import Detections, annotation_box, match_persons
 
 CONTRADICTED_WEIGHT = 0.25
+MIN_OKS = 0.5  # a matched detection whose keypoints agree this well with the labels serves as the teacher
 CROP_ASPECT_WH = 192 / 256  # the COCO configs' input aspect: the crop-scale statistic uses the network's crop
 
 
@@ -30,7 +32,8 @@ CROP_ASPECT_WH = 192 / 256  # the COCO configs' input aspect: the crop-scale sta
 class SetReport:
     name: str
     persons: int = 0
-    matched: int = 0
+    matched: int = 0  # persons with a detector box
+    agreeing: int = 0  # of them, persons whose teacher keypoints agree with the labels (OKS >= MIN_OKS)
     whole_swaps: int = 0
     pair_swaps: Counter = field(default_factory=Counter)
     pairs_measured: Counter = field(default_factory=Counter)
@@ -125,9 +128,11 @@ def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
         dets = (detections or {}).get(image_id)
         if dets is None or not len(dets):
             continue
-        for ann_id, d in match_persons(group, dets).items():
-            teacher[ann_id], det_box[ann_id] = dets.keypoints[d], dets.boxes[d]
-    report.persons, report.matched = len(anns), len(teacher)
+        for ann_id, (d, oks) in match_persons(group, dets).items():
+            det_box[ann_id] = dets.boxes[d]
+            if oks >= MIN_OKS:  # the teacher's keypoints are used only where they agree with the labels
+                teacher[ann_id] = dets.keypoints[d]
+    report.persons, report.matched, report.agreeing = len(anns), len(det_box), len(teacher)
     report.offsets_before, report.measured = measure_offsets(labels, teacher)
     # 1. mirrored labels
     for ann_id, t in teacher.items():

@@ -60,12 +60,13 @@ def annotation_box(ann: dict) -> np.ndarray:
 
 
 def match_persons(annotations: list[dict], detections: Detections, min_oks: float = 0.5,
-                  min_iou: float = 0.6) -> dict[int, int]:
-    """Annotation id -> detection index, greedy by agreement, one detection per annotation.
+                  min_iou: float = 0.5) -> dict[int, tuple[int, float]]:
+    """Annotation id -> (detection index, OKS), greedy by agreement, one detection per annotation.
 
-    Agreement is the OKS over the labelled joints (the better of the detection as it is and mirrored, so a
-    person labelled left-for-right still matches); a person with fewer than 4 labelled joints may match on box
-    IoU alone. Pairs below both thresholds stay unmatched.
+    A pair matches when the OKS over the labelled joints reaches `min_oks` (the better of the detection as it is
+    and mirrored, so a person labelled left-for-right still matches) or the boxes overlap by `min_iou`. The OKS
+    comes back so that callers trust the teacher's keypoints only where they agree with the labels; the box of
+    a box-only match is still the detector's box for that person.
     """
     flip = COCO.flip_permutation()
     pairs = []
@@ -77,12 +78,12 @@ def match_persons(annotations: list[dict], detections: Detections, min_oks: floa
             pred = detections.keypoints[d]
             oks = max(oks_on_labelled(gt, pred, area), oks_on_labelled(gt, pred[flip], area))
             iou = box_iou(box, detections.boxes[d])
-            if oks >= min_oks or ((gt[:, 2] > 0).sum() < 4 and iou >= min_iou):
-                pairs.append((oks + iou, ann["id"], d))
-    matched: dict[int, int] = {}
+            if oks >= min_oks or iou >= min_iou:
+                pairs.append((oks + iou, ann["id"], d, oks))
+    matched: dict[int, tuple[int, float]] = {}
     used: set[int] = set()
-    for _, ann_id, d in sorted(pairs, key=lambda p: -p[0]):
+    for _, ann_id, d, oks in sorted(pairs, key=lambda p: -p[0]):
         if ann_id not in matched and d not in used:
-            matched[ann_id] = d
+            matched[ann_id] = (d, oks)
             used.add(d)
     return matched
