@@ -1,36 +1,19 @@
-"""What the routes share: the service state the lifespan builds, and typed FastAPI dependencies to reach it."""
+"""Typed FastAPI dependencies: how a route reaches the service state, its settings, pipeline, model metadata and
+evaluation jobs, and the API key check (as FastAPI's full-stack template's `api/deps.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from app.core.errors import NotReady
-from app.core.metrics import Metrics
 from app.core.security import check_key
 from app.core.settings import Settings
-from app.pipeline.batcher import DynamicBatcher
+from app.evaluation.jobs import EvalJobManager
 from app.pipeline.pose_pipeline import PosePipeline
+from app.state import ServiceState
 from model.data.meta import PoseMeta
-from model.inference.loader import ModelInfo
-
-
-@dataclass
-class ServiceState:
-    """Built by the lifespan (models load in the background); one per app."""
-
-    settings: Settings
-    metrics: Metrics
-    pipeline: PosePipeline | None = None
-    batcher: DynamicBatcher | None = None
-    info: ModelInfo | None = None
-    meta: PoseMeta | None = None  # dataset metadata and codec of the served model
-    ready: bool = False
-    load_error: str | None = None
-    ws_streams: int = 0
 
 
 def get_service(conn: HTTPConnection) -> ServiceState:
@@ -46,20 +29,25 @@ def get_settings(service: ServiceDep) -> Settings:
 
 def get_pipeline(service: ServiceDep) -> PosePipeline:
     """The pipeline once the models are loaded; 503 not_ready before."""
-    if not service.ready or service.pipeline is None:
-        raise NotReady(service.load_error or "models are loading")
-    return service.pipeline
+    return service.ready_pipeline()
 
 
 def get_meta(service: ServiceDep) -> PoseMeta:
-    if service.meta is None:
-        raise NotReady(service.load_error or "models are loading")
+    """The served model's dataset metadata and codec; 503 not_ready before the models are loaded."""
+    service.ready_pipeline()
+    assert service.meta is not None  # set before the service is ready
     return service.meta
+
+
+def get_jobs(conn: HTTPConnection) -> EvalJobManager:
+    """The evaluation job manager `create_app` made for this app."""
+    return conn.app.state.eval_jobs
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PipelineDep = Annotated[PosePipeline, Depends(get_pipeline)]
 MetaDep = Annotated[PoseMeta, Depends(get_meta)]
+JobsDep = Annotated[EvalJobManager, Depends(get_jobs)]
 
 
 def require_key(conn: HTTPConnection, service: ServiceDep) -> None:

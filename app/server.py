@@ -1,8 +1,8 @@
 """FastAPI app: create_app(settings) wires the routers; the lifespan loads the models in the background.
 
 /healthz answers at once; /readyz (and /pose) say 503 until the detector and the pose model are loaded and
-warmed up. Errors are JSON {"error": {"type", "message"}}. Routes: app/routes/ (one router per file); the
-WebSocket stream: app/stream/; shared state and dependencies: app/deps.py.
+warmed up. Errors are JSON {"error": {"type", "message", "request_id"}} (app.core.http). Routes: app/routes/ (one
+router per file); the WebSocket stream: app/stream/; state: app/state.py, dependencies: app/deps.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -25,26 +25,23 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.core.errors import ServiceError
+from app.core.http import error_response, request_id
 from app.core.memory import pin_mmap_threshold
 from app.core.metrics import Metrics
 from app.core.settings import Settings
-from app.deps import ServiceState
+from app.evaluation.jobs import EvalJobManager
+from app.evaluation.store import JobStore
 from app.pipeline.batcher import DynamicBatcher
 from app.pipeline.compute_gate import ComputeGate
 from app.pipeline.pose_pipeline import PosePipeline
+from app.routes import eval as eval_routes
 from app.routes import health, pose, stream
-from app.routes.eval import install_eval
+from app.state import ServiceState
 from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 
 log = logging.getLogger("lgm_pose.server")
 CLIENT_CLOSED = 499  # the status logged for requests whose client disconnected (nginx's convention)
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-def request_id(given: str | None) -> str:
-    """The client's X-Request-ID when it is short and plain, else a new one."""
-    return given if given and REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
 
 
 def _load(s: Settings):
@@ -112,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.malloc_mmap_threshold:
         pin_mmap_threshold(settings.malloc_mmap_threshold)
     state = ServiceState(settings=settings, metrics=Metrics())
+    jobs = EvalJobManager(state, Path(settings.data_root), store=JobStore(settings.jobs_dir) if settings.jobs_dir
+                          else None, shared=settings.jobs_shared)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -121,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         asyncio.get_running_loop().set_default_executor(cpu_pool)
         task = asyncio.create_task(_start(state))
         yield
+        await asyncio.to_thread(jobs.shutdown)  # before the batcher stops
         task.cancel()
         if state.batcher is not None:
             await state.batcher.stop()
@@ -134,7 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.allowed_origins:  # browsers on these origins may call the API (the service's own always can)
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST",
                            "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
-    app.state.service = state
+    app.state.service, app.state.eval_jobs = state, jobs  # reached through app.deps
     metrics = state.metrics
 
     @app.middleware("http")
@@ -154,17 +154,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.request_duration.labels(route=getattr(route, "path", "other"), status=str(status)).observe(
                 time.perf_counter() - start)
 
-    def error_response(request: Request, status: int, type_: str, message: str,
-                       headers: dict[str, str] | None = None) -> JSONResponse:
-        """The one error shape: {"error": {"type", "message", "request_id"}}."""
+    def answer_error(request: Request, status: int, type_: str, message: str,
+                     headers: dict[str, str] | None = None) -> JSONResponse:
+        """The error answer (app.core.http), counted by type."""
         metrics.errors.labels(type=type_).inc()
         rid = getattr(request.state, "request_id", None) or request_id(None)
-        return JSONResponse({"error": {"type": type_, "message": message, "request_id": rid}}, status_code=status,
-                            headers={**(headers or {}), "X-Request-ID": rid})
+        return error_response(status, type_, message, rid, headers)
 
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(request, exc.status, exc.type, exc.message, exc.headers)
+        return answer_error(request, exc.status, exc.type, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -172,12 +171,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:  # every method of the path, not only those of the first route that matched
             headers["Allow"] = ", ".join(allowed_methods(app, request.url.path)) or headers.get("Allow", "")
-        return error_response(request, exc.status_code, type_, str(exc.detail), headers)
+        return answer_error(request, exc.status_code, type_, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors())
-        return error_response(request, 422, "validation_error", where[:1000])  # never the raw input
+        return answer_error(request, 422, "validation_error", where[:1000])  # never the raw input
 
     @app.exception_handler(ClientDisconnect)
     async def client_left(request: Request, exc: ClientDisconnect) -> Response:
@@ -190,11 +189,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         rid = getattr(request.state, "request_id", "-")
         log.exception("internal error on %s (request id %s)", request.url.path, rid)
-        return error_response(request, 500, "internal_error", f"internal error; request id {rid}")
+        return answer_error(request, 500, "internal_error", f"internal error; request id {rid}")
 
     app.openapi = lambda: openapi_schema(app, settings)
     app.include_router(pose.router)
     app.include_router(health.router)
     stream.install(app)  # WS /ws/pose, demo page at /
-    install_eval(app)  # POST /eval/coco, /eval/mpii, GET/DELETE /eval/{id}
+    app.include_router(eval_routes.router)  # POST /eval/coco, /eval/mpii, GET/DELETE /eval/{id}
     return app

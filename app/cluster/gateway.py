@@ -29,7 +29,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.cluster.registry import Registry
 from app.cluster.settings import ClusterSettings
-from app.core.errors import ReplicaUnavailable, ServiceError, TooManyBytes
+from app.core.errors import ReplicaUnavailable, ServiceError, WsClose
+from app.core.http import read_capped, request_id, service_error_response
 from app.core.security import check_key, origin_allowed
 from app.core.settings import Settings
 
@@ -38,30 +39,15 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
               "proxy-authorization", "proxy-connection"}
 RETRYABLE_POSTS = ("/pose", "/pose/render")  # pure computations: safe to send again
-CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_RESTART = 1008, 1013, 1012
 gateway_app = FastAPI(title="LGM-Pose cluster gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
 
-def _error(exc: ServiceError) -> JSONResponse:
-    return JSONResponse({"error": {"type": exc.type, "message": exc.message}}, status_code=exc.status,
-                        headers=exc.headers)
+def _error(request: Request, exc: ServiceError) -> JSONResponse:
+    """The gateway's own errors in the service's shape, with the client's request id (or a new one)."""
+    return service_error_response(exc, request_id(request.headers.get("x-request-id")))
 
 
-gateway_app.add_exception_handler(ServiceError, lambda _, exc: _error(exc))
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) beyond `limit` bytes without reading the rest."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooManyBytes(f"body of {declared} bytes over the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooManyBytes(f"body over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+gateway_app.add_exception_handler(ServiceError, _error)
 
 
 async def _relay(client: WebSocket, upstream: Any) -> None:
@@ -84,7 +70,7 @@ async def _relay(client: WebSocket, upstream: Any) -> None:
                     await client.send_text(message)
             code, reason = upstream.close_code or 1000, upstream.close_reason or ""
         except websockets.ConnectionClosedError:  # the replica went away without a close frame
-            code, reason = CLOSE_RESTART, "the stream's replica stopped; reconnect"
+            code, reason = WsClose.RESTART, "the stream's replica stopped; reconnect"
         try:
             await client.close(code, reason)
         except RuntimeError:
@@ -133,11 +119,11 @@ class Gateway:
     @gateway_app.websocket("/ws/pose")
     async def ws_pose(self, websocket: WebSocket) -> None:
         if not origin_allowed(websocket, self.settings):
-            await websocket.close(CLOSE_POLICY, "origin not allowed")
+            await websocket.close(WsClose.POLICY, "origin not allowed")
             return
         live = await self.registry.live()
         if not live:
-            await websocket.close(CLOSE_TRY_AGAIN, "no pose replica is up")
+            await websocket.close(WsClose.TRY_AGAIN, "no pose replica is up")
             return
         target = min(live, key=lambda e: (self.streams[e["replica"]], e["replica"]))
         url = target["url"].replace("http://", "ws://", 1) + "/ws/pose"
@@ -149,11 +135,11 @@ class Gateway:
                                                 subprotocols=websocket.scope.get("subprotocols") or None,
                                                 max_size=self.settings.ws_max_frame_bytes + 4096)
         except websockets.InvalidStatus as exc:  # the replica refused the handshake (403: the key)
-            await websocket.close(CLOSE_POLICY if exc.response.status_code == 403 else CLOSE_TRY_AGAIN,
+            await websocket.close(WsClose.POLICY if exc.response.status_code == 403 else WsClose.TRY_AGAIN,
                                   "refused by the replica")
             return
         except (OSError, TimeoutError, websockets.WebSocketException):
-            await websocket.close(CLOSE_TRY_AGAIN, "the chosen replica is unreachable; retry")
+            await websocket.close(WsClose.TRY_AGAIN, "the chosen replica is unreachable; retry")
             return
         await websocket.accept(upstream.subprotocol, headers=[(b"x-replica", target["replica"].encode())])
         self.streams[target["replica"]] += 1

@@ -1,10 +1,31 @@
-"""Typed service errors: each knows its HTTP status and its `error.type`; the server renders them as JSON."""
+"""Typed service errors: each knows its HTTP status and its `error.type`. The one error body every edge sends
+(HTTP answers of the server and the cluster gateway, stream error messages) and the WebSocket close codes."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+from typing import Any
+
+
+def error_body(type_: str, message: str, request_id: str | None = None) -> dict[str, Any]:
+    """{"error": {"type", "message"(, "request_id")}}: the shape of every error, HTTP or stream."""
+    error = {"type": type_, "message": message}
+    if request_id is not None:
+        error["request_id"] = request_id
+    return {"error": error}
+
+
+class WsClose(IntEnum):
+    """Close codes of WS /ws/pose (RFC 6455 7.4.1), the same from a server and through the gateway."""
+
+    POLICY = 1008  # the API key or the origin is refused (before accept: the handshake gets 403)
+    TOO_BIG = 1009  # a frame over ws_max_frame_bytes
+    RESTART = 1012  # the stream's replica stopped (gateway): reconnect
+    TRY_AGAIN = 1013  # models loading, too many streams, no replica up
+
 
 class ServiceError(Exception):
-    """Base: a client-visible error rendered as {"error": {"type": ..., "message": ...}}."""
+    """Base: a client-visible error rendered as `error_body(type, message, request_id)`."""
 
     status: int = 400
     type: str = "bad_request"

@@ -11,7 +11,6 @@ waits while live work is in flight and `grace_s` after it (at most `max_yield_s`
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import os
@@ -22,152 +21,25 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
+from typing import Any
 
 from app.core.errors import QueueFull
+from app.evaluation.job import ENDED, EvalJob, JobState, stored_job
+from app.evaluation.runner import BatcherRunner, JobCancelled, LiveGate, live_busy
 from app.evaluation.spec import EvalSpec
 from app.evaluation.store import JobStore
-from app.pipeline.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE
-from app.pipeline.compute_gate import EVAL_CLIENT
-from model.data.meta import PoseMeta
+from app.state import ServiceState
 
 log = logging.getLogger("lgm_pose.eval")
-JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
-ENDED = ("done", "failed", "cancelled", "interrupted")
 SAVE_EVERY_S = 1.0  # shared store: a running job saves its progress this often
-STALE_S = 30.0  # shared store: a job not saved for this long lost its replica
 MALFORMED = (json.JSONDecodeError, KeyError, TypeError, AssertionError, IndexError)
 
 
-class JobCancelled(Exception):
-    """Raised inside the worker when the job's cancel flag is seen between two forward passes."""
-
-
-@dataclass
-class EvalJob:
-    """One evaluation job; `as_dict` is what GET /eval/{id} answers."""
-
-    id: str
-    spec: EvalSpec
-    state: JobState = "queued"
-    phase: str = "queued"
-    done: int = 0
-    total: int = 0
-    phase_started: float = 0.0
-    created: float = field(default_factory=time.time)
-    started: float | None = None
-    finished: float | None = None
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    workdir: Path | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-    def eta_s(self) -> float | None:
-        if self.state != "running" or self.done <= 0 or self.total <= 0:
-            return None
-        return round((time.perf_counter() - self.phase_started) * (self.total - self.done) / self.done, 2)
-
-    def to_record(self) -> dict[str, Any]:
-        """What the job store keeps: the job and its last saved progress (`updated`: when it was saved)."""
-        return {"id": self.id, "spec": self.spec.to_dict(), "state": self.state, "phase": self.phase,
-                "created": self.created, "started": self.started, "finished": self.finished, "result": self.result,
-                "error": self.error, "workdir": str(self.workdir) if self.workdir else None,
-                "done": self.done, "total": self.total, "updated": time.time()}
-
-    @classmethod
-    def from_record(cls, rec: dict[str, Any]) -> EvalJob:
-        job = cls(id=rec["id"], spec=EvalSpec.from_dict(rec["spec"]), state=rec["state"], phase=rec["phase"],
-                  created=rec["created"], started=rec["started"], finished=rec["finished"], result=rec["result"],
-                  error=rec["error"], workdir=Path(rec["workdir"]) if rec["workdir"] else None,
-                  done=rec.get("done", 0), total=rec.get("total", 0))
-        if rec.get("cancel_requested"):
-            job.cancel.set()
-        return job
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "dataset": self.spec.kind, "state": self.state, "request": self.spec.request,
-                "progress": {"phase": self.phase, "done": self.done, "total": self.total, "eta_s": self.eta_s()},
-                "created_at": self.created, "started_at": self.started, "finished_at": self.finished,
-                "cancel_requested": self.cancel.is_set(), "error": self.error, "result": self.result}
-
-
-class LiveGate:
-    """Holds background work back while live requests are being served (at most `max_yield_s` per wait)."""
-
-    def __init__(self, busy: Callable[[], bool], grace_s: float = 0.25, max_yield_s: float = 3.0) -> None:
-        self.busy, self.grace_s, self.max_yield_s = busy, grace_s, max_yield_s
-        self._last_busy = self.yielded_s = 0.0
-
-    def wait(self, cancel: threading.Event) -> None:
-        start = now = time.perf_counter()
-        while now - start < self.max_yield_s and not cancel.is_set():
-            if self.busy():
-                self._last_busy = now
-            elif now - self._last_busy >= self.grace_s:
-                break
-            time.sleep(0.01)
-            now = time.perf_counter()
-        self.yielded_s += time.perf_counter() - start
-
-
-class BatcherRunner:
-    """Eval runner: numpy (B, 3, H, W) -> heatmaps (B, K, h, w) through the service's shared batcher.
-
-    Called from a worker thread; each chunk of at most `max_crops` crops is submitted with
-    asyncio.run_coroutine_threadsafe onto the server loop at `priority` and waited for.
-    """
-
-    name = "batcher"
-
-    def __init__(self, batcher: Any, loop: asyncio.AbstractEventLoop, meta: PoseMeta, gate: LiveGate,
-                 cancel: threading.Event, max_crops: int = 4, priority: int = PRIORITY_BACKGROUND) -> None:
-        self.batcher, self.loop, self.meta = batcher, loop, meta
-        self.gate, self.cancel, self.max_crops, self.priority = gate, cancel, max(1, max_crops), priority
-        self.crops = self.forwards = 0
-
-    def _submit(self, chunk: np.ndarray) -> np.ndarray:
-        while True:
-            if self.loop.is_closed() or not self.loop.is_running():
-                raise RuntimeError("service is shutting down")
-            future = asyncio.run_coroutine_threadsafe(self.batcher.submit(chunk, self.priority, EVAL_CLIENT), self.loop)
-            try:
-                while True:
-                    try:
-                        return future.result(timeout=0.5).heatmaps
-                    except concurrent.futures.TimeoutError:
-                        if self.loop.is_closed() or not self.loop.is_running():
-                            future.cancel()
-                            raise RuntimeError("service is shutting down") from None
-            except QueueFull:
-                time.sleep(0.05)  # background queue full: retry shortly
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        out = []
-        for start in range(0, len(batch), self.max_crops):
-            if self.cancel.is_set():
-                raise JobCancelled()
-            self.gate.wait(self.cancel)
-            chunk = np.ascontiguousarray(batch[start:start + self.max_crops], dtype=np.float32)
-            out.append(np.asarray(self._submit(chunk), dtype=np.float32))
-            self.crops, self.forwards = self.crops + len(chunk), self.forwards + 1
-        return np.concatenate(out)
-
-
-def live_busy(service: Any) -> bool:
-    """True while live work is in flight: admitted POST /pose requests or live crops in the batcher."""
-    pipeline, batcher = service.pipeline, service.batcher
-    admitted = pipeline.requests_in_progress if pipeline is not None else 0
-    return bool(admitted) or (batcher is not None and batcher.pending(PRIORITY_LIVE) > 0)
-
-
 class EvalJobManager:
-    """Queue + one worker thread; jobs are evaluated one at a time against `service` (app.state.service)."""
+    """Queue + one worker thread; jobs are evaluated one at a time against the service's loaded models."""
 
-    def __init__(self, service: Any, data_root: Path, *, store: JobStore | None = None, max_crops: int = 4,
+    def __init__(self, service: ServiceState, data_root: Path, *, store: JobStore | None = None, max_crops: int = 4,
                  max_queued: int = 8, keep_finished: int = 50, grace_s: float = 0.25, max_yield_s: float = 3.0,
                  shared: bool = False) -> None:
         self.service, self.data_root = service, Path(data_root).resolve()
@@ -214,11 +86,11 @@ class EvalJobManager:
         if job is not None or not self.shared:
             return job
         record = self.store.get(job_id)
-        return _stored_job(record) if record is not None else None
+        return stored_job(record) if record is not None else None
 
     def list(self) -> list[EvalJob]:
         if self.shared:
-            return [self.jobs.get(rec["id"]) or _stored_job(rec) for rec in self.store.load()]
+            return [self.jobs.get(rec["id"]) or stored_job(rec) for rec in self.store.load()]
         return sorted(self.jobs.values(), key=lambda j: j.created)
 
     def cancel(self, job: EvalJob) -> bool:
@@ -314,7 +186,8 @@ class EvalJobManager:
         from model.eval.pckh import evaluate_mpii
 
         service, spec = self.service, job.spec
-        if not service.ready or service.batcher is None or self.loop is None:
+        service.ready_pipeline()  # NotReady before the models are loaded
+        if self.loop is None or service.batcher is None or service.meta is None:
             raise RuntimeError("the service is not ready (models loading)")
         gate = LiveGate(lambda: live_busy(service), self.grace_s, self.max_yield_s)
         runner = BatcherRunner(service.batcher, self.loop, service.meta, gate, job.cancel, self.max_crops)
@@ -344,7 +217,7 @@ class EvalJobManager:
         from model.data.images import image_path, read_image
         from model.eval.coco import detection_records, load_coco
 
-        pipeline, coco = self.service.pipeline, load_coco(job.spec.ann_file)
+        pipeline, coco = self.service.ready_pipeline(), load_coco(job.spec.ann_file)
         ids = sorted(coco.getImgIds())[: job.spec.max_images]
         update = self._progress(job, "detect")
         detections: list[dict[str, Any]] = []
@@ -362,14 +235,6 @@ class EvalJobManager:
             update(n, len(ids))
         (job.workdir / "detections.json").write_text(json.dumps(detections))
         return detections
-
-
-def _stored_job(record: dict[str, Any]) -> EvalJob:
-    """A job as another replica last saved it; one not saved for `STALE_S` lost its replica (interrupted)."""
-    job = EvalJob.from_record(record)
-    if job.state not in ENDED and time.time() - record.get("updated", 0) > STALE_S:
-        job.state, job.error = "interrupted", "the replica running the job stopped; submit its request again"
-    return job
 
 
 def _remove(folder: Path | None) -> None:

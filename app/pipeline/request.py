@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from app.core.errors import BadBoxes, BadMultipart, BadParameter, EmptyBody, TooManyBytes, UnsupportedMediaType
+from app.core.http import capped_stream, read_capped, refuse_declared
 from app.core.settings import Settings
 from app.pipeline.decode import check_media_type
 from app.pipeline.pose_pipeline import PoseParams
@@ -21,31 +21,15 @@ MULTIPART_SLACK = 64 * 1024  # form boundaries and small fields on top of the im
 PARAM_NAMES = ("boxes", "det_conf", "kpt_thr", "max_persons", "format", "image_id")
 
 
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it streams in, cut off with 413 once it passes `limit` (chunked uploads included)."""
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise TooManyBytes(f"request body exceeds the limit of {limit} bytes")
-        yield chunk
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    return b"".join([chunk async for chunk in _limited(request, limit)])
-
-
 async def read_image_and_params(request: Request, settings: Settings) -> tuple[bytes, dict[str, str]]:
     """Image bytes and raw parameters (query string, overridden by form fields)."""
     limit = settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise TooManyBytes(f"request of {declared} bytes exceeds the limit of {limit} bytes")
+    refuse_declared(request, limit + MULTIPART_SLACK)
     raw: dict[str, str] = {k: v for k, v in request.query_params.items() if k in PARAM_NAMES}
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("multipart/form-data"):
         # parsed from the size-limited stream: nothing past the limit is read, spooled or written to disk
-        parser = MultiPartParser(request.headers, _limited(request, limit + MULTIPART_SLACK), max_files=1,
+        parser = MultiPartParser(request.headers, capped_stream(request, limit + MULTIPART_SLACK), max_files=1,
                                  max_fields=len(PARAM_NAMES) + 1)
         try:
             form = await parser.parse()
@@ -68,12 +52,12 @@ async def read_image_and_params(request: Request, settings: Settings) -> tuple[b
             await form.close()
         return data, raw
     if not content_type:
-        body = await _read_body(request, limit)
+        body = await read_capped(request, limit)
         if not body:
             raise EmptyBody("empty request: send an image")
         raise UnsupportedMediaType("missing Content-Type: send multipart/form-data or an image/* body")
     check_media_type(content_type)
-    return await _read_body(request, limit), raw
+    return await read_capped(request, limit), raw
 
 
 MAX_NUMBER_CHARS = 32

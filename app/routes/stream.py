@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, WebSocket
@@ -10,13 +9,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from app.core.errors import NotReady, WsClose
 from app.core.security import Unauthorized, check_key, origin_allowed
 from app.deps import ServiceDep
-from app.stream.session import PoseStream
+from app.stream.session import PoseStream, encode, stream_error
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
-CLOSE_TRY_AGAIN = 1013
-CLOSE_POLICY = 1008
 router = APIRouter(tags=["stream"])
 
 
@@ -27,19 +25,20 @@ async def ws_pose(websocket: WebSocket, service: ServiceDep) -> None:
     try:
         subprotocol = check_key(websocket, service.settings)
     except Unauthorized:
-        await websocket.close(CLOSE_POLICY, "missing or wrong API key")  # before accept: the handshake gets 403
+        await websocket.close(WsClose.POLICY, "missing or wrong API key")  # before accept: the handshake gets 403
         return
     if not origin_allowed(websocket, service.settings):
-        await websocket.close(CLOSE_POLICY, "origin not allowed")
+        await websocket.close(WsClose.POLICY, "origin not allowed")
         return
     await websocket.accept(subprotocol)
-    if not service.ready or service.pipeline is None:
-        await websocket.send_text(json.dumps({"type": "error", "error": {
-            "type": "not_ready", "message": service.load_error or "models are loading"}}))
-        await websocket.close(CLOSE_TRY_AGAIN, "models are loading")
+    try:
+        service.ready_pipeline()
+    except NotReady as exc:
+        await websocket.send_text(encode(stream_error(exc.type, exc.message)))
+        await websocket.close(WsClose.TRY_AGAIN, "models are loading")
         return
     if service.ws_streams >= service.settings.ws_max_streams:
-        await websocket.close(CLOSE_TRY_AGAIN, f"too many streams ({service.ws_streams})")
+        await websocket.close(WsClose.TRY_AGAIN, f"too many streams ({service.ws_streams})")
         return
     service.ws_streams += 1
     metrics.ws_streams_active.inc()

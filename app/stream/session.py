@@ -31,18 +31,17 @@ import numpy as np
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from app.core.errors import BadParameter, ServiceError
+from app.core.errors import BadParameter, ServiceError, WsClose, error_body
 from app.core.settings import Settings
-from app.deps import ServiceState
 from app.pipeline.batcher import PRIORITY_LIVE
 from app.pipeline.pose_pipeline import PoseParams, PoseResult
 from app.pipeline.request import parse_option
+from app.state import ServiceState
 from app.stream.propagation import DetectionSchedule
 from app.stream.smoothing import TrackSmoother
 from app.stream.tracking import IouTracker
 
 log = logging.getLogger("lgm_pose.ws")
-CLOSE_TOO_BIG = 1009
 
 
 @dataclass
@@ -82,6 +81,16 @@ class StreamState:
     def totals(self) -> dict[str, int]:
         return {"received": self.received, "processed": self.processed, "dropped": self.dropped,
                 "errors": self.errors}
+
+
+def stream_error(type_: str, message: str) -> dict[str, Any]:
+    """A stream's error message: {"type": "error", "error": {"type", "message"}} (app.core.errors.error_body)."""
+    return {"type": "error", **error_body(type_, message)}
+
+
+def encode(msg: dict[str, Any]) -> str:
+    """A server message as compact, strict JSON (no NaN)."""
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False)
 
 
 class ControlError(ValueError):
@@ -164,12 +173,12 @@ class PoseStream:
             msg["dropped"] = self.st.dropped_since_answer
             self.st.dropped_since_answer = 0
             msg["totals"] = self.st.totals()
-        await self.ws.send_text(json.dumps(msg, separators=(",", ":"), allow_nan=False))  # strict JSON
+        await self.ws.send_text(encode(msg))
 
     async def send_error(self, type_: str, message: str, frame_id: int | None = None) -> None:
         self.st.errors += 1
         self.metrics.errors.labels(type=type_).inc()
-        msg: dict[str, Any] = {"type": "error", "error": {"type": type_, "message": message}}
+        msg = stream_error(type_, message)
         if frame_id is not None:
             msg["frame_id"] = frame_id
         await self.send(msg)
@@ -186,8 +195,8 @@ class PoseStream:
                 st.received += 1
                 self.metrics.ws_frames_received.inc()
                 if len(data) > self.settings.ws_max_frame_bytes:
-                    self.close_code = CLOSE_TOO_BIG
-                    await self.ws.close(CLOSE_TOO_BIG, f"frame of {len(data)} bytes exceeds "
+                    self.close_code = WsClose.TOO_BIG
+                    await self.ws.close(WsClose.TOO_BIG, f"frame of {len(data)} bytes exceeds "
                                                        f"{self.settings.ws_max_frame_bytes}")
                     return
                 if st.next_frame_id is not None:
@@ -214,7 +223,7 @@ class PoseStream:
     async def process_loop(self) -> None:
         """Take the newest frame, run the shared pipeline on it, answer; forever."""
         st, s = self.st, self.settings
-        pipeline = self.service.pipeline
+        pipeline = self.service.ready_pipeline()
         while True:
             await st.arrived.wait()
             st.arrived.clear()
