@@ -17,6 +17,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
+        self.settings = settings
         self.port = port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")

@@ -48,8 +48,10 @@ def test_sigterm_with_a_half_sent_body(random_checkpoint: Path, bus_path: Path) 
 
         worker = threading.Thread(target=in_flight)
         worker.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and in_flight_requests(url) < 3:  # held, in_flight and this one
+        deadline = time.monotonic() + 30
+        while in_flight_requests(url) < 3:  # held, in_flight and this one
+            assert time.monotonic() < deadline, "the held and the in-flight request never were both in flight"
+            assert proc.poll() is None
             time.sleep(0.01)
         start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
