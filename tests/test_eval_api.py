@@ -29,6 +29,42 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable  # the interpreter running the tests, whatever install it is
 
 
+def test_a_job_comes_back_interrupted_after_a_crash(checkpoint: Path, eval_root: Path, tmp_path: Path) -> None:
+    """`kill -9` on `lgm-pose serve` mid-job (nothing recorded at shutdown), a new server on the same store: the
+    job is `interrupted` with its request, and a new job runs to the end."""
+    import signal
+    import sqlite3
+
+    from bench.server_process import ServerProcess
+
+    env = {"LGM_POSE_POSE_WEIGHTS": str(checkpoint), "LGM_POSE_DATA_ROOT": str(eval_root), "LGM_POSE_BACKEND": "torch",
+           "LGM_POSE_DEVICE": "cpu", "LGM_POSE_TORCH_THREADS": "2", "LGM_POSE_JOBS_DIR": str(tmp_path / "jobs")}
+    first = ServerProcess(env, cwd=REPO, log=tmp_path / "first.log")
+    try:
+        long_id = start(first.url, {"dataset": "long", "flip": True})
+        running = wait_for(first.url, long_id, ("running",), min_done=1, timeout=60)
+        os.kill(first.pid, signal.SIGKILL)
+        assert first.proc.wait(10) == -signal.SIGKILL
+    finally:
+        first.stop()
+    with sqlite3.connect(tmp_path / "jobs" / "jobs.sqlite3") as db:  # what the crash left: a running job
+        (record,) = db.execute("SELECT record FROM jobs WHERE id = ?", (long_id,)).fetchone()
+    assert json.loads(record)["state"] == "running"
+    second = ServerProcess(env, cwd=REPO, log=tmp_path / "second.log")
+    try:
+        job = httpx.get(f"{second.url}/eval/{long_id}", timeout=10)
+        assert job.status_code == 200, job.text
+        job = job.json()
+        assert job["state"] == "interrupted" and "submit" in job["error"], job
+        assert job["request"] == running["request"] and job["request"]["dataset"] == "long"
+        listed = {j["id"]: j["state"] for j in httpx.get(f"{second.url}/eval", timeout=10).json()["jobs"]}
+        assert listed[long_id] == "interrupted"
+        done = wait_for(second.url, start(second.url, {"dataset": "mini", "max_images": 2}))
+        assert done["state"] == "done" and done["result"]["table"]["AP"] >= 0, done
+    finally:
+        second.stop()
+
+
 def _coco_subset(src: dict, ids: list[int], dest: Path, split: str, image_dir: Path) -> None:
     """DEST/annotations/person_keypoints_SPLIT.json for `ids`, DEST/images/SPLIT/<symlinks to the images>."""
     wanted = set(ids)
