@@ -99,14 +99,17 @@ def test_control_refuses_bad_messages(msg) -> None:
 
 
 def _result(pose_scores: list[float]):
-    from app.pipeline.pose_pipeline import Person, PoseResult
+    from app.pipeline.results import PoseResult
+    from model.inference.topdown import Poses
 
-    persons = []
-    for i, score in enumerate(pose_scores):
-        kps = np.array([[100.0 + 50 * i + dx, 100.0 + dy] for dx, dy in [(0, 0), (20, 0), (10, 60), (0, 120)]])
-        persons.append(Person(box=np.array([90.0 + 50 * i, 90, 130 + 50 * i, 230]), box_score=0.9, pose_score=score,
-                              score=0.9 * score, keypoints=kps, scores=np.array([0.9, 0.9, 0.9, 0.1])))
-    return PoseResult(width=640, height=360, persons=persons)
+    n = len(pose_scores)
+    kps = np.array([[[100.0 + 50 * i + dx, 100.0 + dy] for dx, dy in [(0, 0), (20, 0), (10, 60), (0, 120)]]
+                    for i in range(n)]).reshape(n, 4, 2)
+    boxes = np.array([[90.0 + 50 * i, 90, 130 + 50 * i, 230] for i in range(n)]).reshape(n, 4)
+    poses = Poses(boxes=boxes, box_scores=np.full(n, 0.9), keypoints=kps, joint_scores=np.tile([0.9, 0.9, 0.9, 0.1],
+                  (n, 1)), pose_scores=np.array(pose_scores, dtype=np.float64), scores=0.9 * np.array(pose_scores),
+                  areas=np.ones(n), source_index=np.arange(n))
+    return PoseResult(width=640, height=360, poses=poses)
 
 
 def test_schedule_detects_every_n_frames_and_propagates_boxes_in_between() -> None:

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 PERSON_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64)
-STAGES = ("decode", "detect", "queue_wait", "pose", "postprocess")
+STAGES = ("decode", "detect", "prepare", "queue_wait", "pose", "postprocess")  # app.pipeline.timing
 
 
 class Metrics:

@@ -1,7 +1,8 @@
 """The service's request pipeline: bytes -> image -> person boxes -> the one top-down path -> poses.
 
 The top-down steps are `model.inference.topdown.TopDown`'s (crop, flip, decode, scoring, OKS-NMS); only the
-forward pass differs from evaluation: it is the shared batcher. Decode, cropping and post-processing run in
+forward pass differs from evaluation: it is the shared batcher. Each stage is timed once (app.pipeline.timing);
+the answer is one `PoseResult` (app.pipeline.results). Decode, cropping and post-processing run in
 worker threads (asyncio.to_thread), detection in its own single thread (Ultralytics is not thread-safe), the
 pose forward in the batcher's thread: the event loop only awaits. HTTP requests and WebSocket frames enter
 through `estimate_bytes`, whose admission control lets at most `queue_limit` of them inside
@@ -11,11 +12,10 @@ decode+detect+pose at once (beyond: QueueFull, 503).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,8 +25,10 @@ from app.core.settings import Settings
 from app.pipeline.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE, DynamicBatcher
 from app.pipeline.compute_gate import EVAL_CLIENT, ComputeGate
 from app.pipeline.decode import decode_probed, probe
+from app.pipeline.results import PoseResult
+from app.pipeline.timing import StageTimer
 from model.inference.detector import Detector
-from model.inference.topdown import Poses, TopDown
+from model.inference.topdown import TopDown
 
 
 class PixelBudget:
@@ -61,25 +63,6 @@ class PoseParams:
     max_persons: int
     boxes: np.ndarray | None = None
     box_scores: np.ndarray | None = None
-
-
-@dataclass
-class Person:
-    box: np.ndarray  # (4,) x1y1x2y2
-    box_score: float
-    pose_score: float  # mean of the joint scores above the scoring rule's threshold
-    score: float  # instance score: box score x pose score
-    keypoints: np.ndarray  # (K, 2) image pixels
-    scores: np.ndarray  # (K,)
-
-
-@dataclass
-class PoseResult:
-    width: int
-    height: int
-    persons: list[Person]
-    timing_ms: dict[str, float] = field(default_factory=dict)
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 class PosePipeline:
@@ -117,10 +100,6 @@ class PosePipeline:
         return self._detect_thread.submit(self._detect, image, conf, max_persons, PRIORITY_BACKGROUND,
                                           EVAL_CLIENT).result()
 
-    def _observe(self, timing: dict[str, float], stage: str, seconds: float) -> None:
-        timing[stage] = round(seconds * 1000.0, 3)
-        self.metrics.stage_duration.labels(stage=stage).observe(seconds)
-
     async def estimate_bytes(self, data: bytes, params: PoseParams, priority: int = PRIORITY_LIVE,
                              max_bytes: int | None = None,
                              client: Hashable | None = None) -> tuple[np.ndarray, PoseResult]:
@@ -133,49 +112,39 @@ class PosePipeline:
             raise QueueFull(f"service busy: {self._admitted} requests in progress (limit {self.settings.queue_limit})")
         self._admitted += 1
         try:
-            start = time.perf_counter()
-            s = self.settings
-            limit = max_bytes or s.max_upload_bytes
-            fmt, width, height = await asyncio.to_thread(probe, data, limit, s.max_pixels)  # the header only
-            with self._pixels.hold(width * height):  # memory admission: decoded pixels in flight
-                image = await asyncio.to_thread(decode_probed, data, fmt)
-                decode_s = time.perf_counter() - start
-                result = await self.estimate_image(image, params, priority, start=start, client=client)
-            self._observe(result.timing_ms, "decode", decode_s)
+            s, timer = self.settings, StageTimer(self.metrics)
+            with ExitStack() as held:
+                with timer.stage("decode"):
+                    fmt, width, height = await asyncio.to_thread(probe, data, max_bytes or s.max_upload_bytes,
+                                                                 s.max_pixels)  # the header only
+                    held.enter_context(self._pixels.hold(width * height))  # memory admission: pixels in flight
+                    image = await asyncio.to_thread(decode_probed, data, fmt)
+                result = await self.estimate_image(image, params, priority, client=client, timer=timer)
             return image, result
         finally:
             self._admitted -= 1
 
     async def estimate_image(self, image: np.ndarray, params: PoseParams, priority: int = PRIORITY_LIVE,
-                             start: float | None = None, client: Hashable | None = None) -> PoseResult:
+                             client: Hashable | None = None, timer: StageTimer | None = None) -> PoseResult:
         """Poses of a decoded BGR image. Client boxes skip the detector; `priority` orders the shared batcher."""
-        start = time.perf_counter() if start is None else start
+        timer = timer or StageTimer(self.metrics)
         client = client if client is not None else object()
-        timing: dict[str, float] = {}
-        t = time.perf_counter()
-        if params.boxes is None:
-            boxes, box_scores = await asyncio.get_running_loop().run_in_executor(
-                self._detect_thread, self._detect, image, params.det_conf, params.max_persons, priority, client)
-        else:
-            boxes = params.boxes[: params.max_persons]
-            box_scores = params.box_scores[: len(boxes)] if params.box_scores is not None else np.ones(len(boxes))
-        prepared = await asyncio.to_thread(self.topdown.prepare, image, boxes)  # off the detector thread
-        self._observe(timing, "detect", time.perf_counter() - t)
+        with timer.stage("detect"):
+            if params.boxes is None:
+                boxes, box_scores = await asyncio.get_running_loop().run_in_executor(
+                    self._detect_thread, self._detect, image, params.det_conf, params.max_persons, priority, client)
+            else:
+                boxes = params.boxes[: params.max_persons]
+                box_scores = (params.box_scores[: len(boxes)] if params.box_scores is not None
+                              else np.ones(len(boxes)))
+        with timer.stage("prepare"):
+            prepared = await asyncio.to_thread(self.topdown.prepare, image, boxes)  # off the detector thread
         batch = await self.batcher.submit(prepared.inputs, priority, client)
-        self._observe(timing, "queue_wait", batch.queue_wait_s)
-        self._observe(timing, "pose", batch.forward_s)
-        timing["pose_per_person"] = round(batch.per_crop_s * (2 if prepared.flip else 1) * 1000.0, 3)
-        t = time.perf_counter()
+        timer.record("queue_wait", batch.queue_wait_s)
+        timer.record("pose", batch.forward_s)
+        timer.note("pose_per_person", batch.per_crop_s * (2 if prepared.flip else 1))
         h, w = image.shape[:2]
-        poses = await asyncio.to_thread(self.topdown.decode, prepared, batch.heatmaps, boxes, box_scores, (w, h))
-        self._observe(timing, "postprocess", time.perf_counter() - t)
-        timing["total"] = round((time.perf_counter() - start) * 1000.0, 3)
-        persons = to_persons(poses)
-        self.metrics.persons_per_image.observe(len(persons))
-        return PoseResult(width=w, height=h, persons=persons, timing_ms=timing, batch_sizes=batch.batch_sizes)
-
-
-def to_persons(poses: Poses) -> list[Person]:
-    return [Person(box=poses.boxes[i], box_score=float(poses.box_scores[i]), pose_score=float(poses.pose_scores[i]),
-                   score=float(poses.scores[i]), keypoints=poses.keypoints[i], scores=poses.joint_scores[i])
-            for i in range(len(poses))]
+        with timer.stage("postprocess"):
+            poses = await asyncio.to_thread(self.topdown.decode, prepared, batch.heatmaps, boxes, box_scores, (w, h))
+        self.metrics.persons_per_image.observe(len(poses))
+        return PoseResult(width=w, height=h, poses=poses, timing_ms=timer.finish(), batch_sizes=batch.batch_sizes)

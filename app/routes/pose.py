@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.deps import KeyDep, MetaDep, PipelineDep, SettingsDep
-from app.pipeline.pose_pipeline import PoseResult
 from app.pipeline.render import render
 from app.pipeline.request import parse_params, read_image_and_params
-from app.pipeline.schemas import CocoRecord, ErrorResponse, PoseResponse, to_coco, to_response
+from app.pipeline.results import PoseResult
+from app.pipeline.schemas import CocoRecord, ErrorResponse, PoseResponse
 
 router = APIRouter(tags=["pose"], dependencies=[KeyDep])
 
@@ -54,8 +54,8 @@ async def pose(request: Request, pipeline: PipelineDep, settings: SettingsDep, m
     _, result, raw = await run_pose(request, pipeline, settings)
     if raw.get("format") == "coco":
         image_id = int(raw.get("image_id") or 0)  # validated by parse_params
-        return [r.model_dump() for r in to_coco(result, image_id)]
-    return to_response(result, meta.dataset).model_dump()
+        return result.to_coco(image_id)
+    return result.to_json(meta.dataset)
 
 
 @router.post("/pose/render", responses={200: {"content": {"image/jpeg": {}}}, **ERROR_RESPONSES},

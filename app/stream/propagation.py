@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.pipeline.pose_pipeline import PoseResult
+from app.pipeline.results import PoseResult
 
 KEYPOINT_MARGIN = 0.15  # each side, as a share of the keypoints' extent (joints lie inside the body outline)
 MIN_KEYPOINTS = 3
@@ -54,15 +54,15 @@ class DetectionSchedule:
         """Remember the poses to follow; forget them all (detect next) when a followed person is lost."""
         self.detections += int(detected)
         self.since_detection = 0 if detected else self.since_detection + 1
-        strong = [p for p in result.persons if p.pose_score >= self.min_pose_score]
-        if not strong or (not detected and len(strong) < len(result.persons)):
+        p = result.poses
+        strong = np.flatnonzero(p.pose_scores >= self.min_pose_score)
+        if not len(strong) or (not detected and len(strong) < len(p)):
             self.boxes = self.box_scores = None
             return
-        persons = strong
         wh = (result.width, result.height)
-        self.boxes = np.array([box_from_keypoints(p.keypoints, p.scores, self.keypoint_threshold, p.box, wh)
-                               for p in persons])
-        self.box_scores = np.array([p.box_score for p in persons])
+        self.boxes = np.array([box_from_keypoints(p.keypoints[i], p.joint_scores[i], self.keypoint_threshold,
+                                                  p.boxes[i], wh) for i in strong])
+        self.box_scores = np.array([float(p.box_scores[i]) for i in strong])
 
     def reset(self) -> None:
         self.boxes = self.box_scores = None

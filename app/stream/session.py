@@ -34,8 +34,9 @@ from starlette.websockets import WebSocketDisconnect
 from app.core.errors import BadParameter, ServiceError, WsClose, error_body
 from app.core.settings import Settings
 from app.pipeline.batcher import PRIORITY_LIVE
-from app.pipeline.pose_pipeline import PoseParams, PoseResult
+from app.pipeline.pose_pipeline import PoseParams
 from app.pipeline.request import parse_option
+from app.pipeline.results import PoseResult
 from app.state import ServiceState
 from app.stream.propagation import DetectionSchedule
 from app.stream.smoothing import TrackSmoother
@@ -135,20 +136,13 @@ def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
 
 def pose_message(st: StreamState, frame: Frame, result: PoseResult, latency_ms: float) -> dict[str, Any]:
     """Track the persons, smooth their keypoints (if on) and build the answer for one frame."""
-    ids = st.tracker.update(np.array([p.box for p in result.persons], dtype=np.float64).reshape(-1, 4))
+    poses = result.poses
+    ids = st.tracker.update(np.asarray(poses.boxes, dtype=np.float64).reshape(-1, 4))
     if st.smoothing:
         st.smoother.retain(st.tracker.live_ids())
-    persons = []
-    for tid, p in zip(ids, result.persons, strict=True):
-        kps = st.smoother.smooth(tid, p.keypoints, frame.timestamp_s) if st.smoothing else p.keypoints
-        persons.append({
-            "track_id": tid, "box": [round(float(v), 2) for v in p.box], "box_score": round(p.box_score, 4),
-            "pose_score": round(p.pose_score, 4),
-            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                          for (x, y), s in zip(kps, p.scores, strict=True)]})
-    return {"type": "pose", "frame_id": frame.frame_id, "width": result.width, "height": result.height,
-            "persons": persons, "latency_ms": round(latency_ms, 2), "timing_ms": result.timing_ms,
-            "smoothing": st.smoothing}
+    keypoints = [st.smoother.smooth(tid, poses.keypoints[i], frame.timestamp_s) if st.smoothing
+                 else poses.keypoints[i] for i, tid in enumerate(ids)]
+    return result.to_stream(frame.frame_id, ids, keypoints, latency_ms, st.smoothing)
 
 
 class PoseStream:
