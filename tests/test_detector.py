@@ -33,19 +33,28 @@ def test_export_is_cached(onnx_path: Path) -> None:
     assert onnx_path.stat().st_mtime_ns == mtime
 
 
-def test_same_boxes_as_ultralytics(onnx_path: Path, bus_path: Path, zidane_path: Path, data_root: Path) -> None:
+def test_same_boxes_and_keypoints_as_ultralytics(onnx_path: Path, bus_path: Path, zidane_path: Path,
+                                                 data_root: Path) -> None:
+    """ONNX Runtime and the PyTorch path (Ultralytics' own predictor, on CPU) agree on boxes and keypoints.
+
+    Measured on these images: keypoints within 0.0002 px, scores within 2e-6; bounded at 0.05 px and 0.001 (the
+    issue asks 0.5 px and 0.01).
+    """
     ours, ref = OnnxPersonDetector(onnx_path), PersonDetector(default_yolo_weights())
     images = [bus_path, zidane_path] + sorted((data_root / "coco-mini" / "images" / "train2017").glob("*.jpg"))[:8]
     matched = 0
     for path in images:
         image = cv2.imread(str(path))
-        boxes, scores = ours.detect(image, 0.25, 20)
-        ref_boxes, ref_scores = ref.detect(image, 0.25, 20)
+        boxes, scores, kpts = ours.detect_with_keypoints(image, 0.25, 20)
+        ref_boxes, ref_scores, ref_kpts = ref.detect_with_keypoints(image, 0.25, 20)
         assert len(boxes) == len(ref_boxes), path.name
-        for box, score in zip(ref_boxes, ref_scores, strict=True):
+        assert np.array_equal(ours.detect(image, 0.25, 20)[0], boxes)  # detect() is the same call, keypoints dropped
+        for box, score, kp in zip(ref_boxes, ref_scores, ref_kpts, strict=True):
             ious = [_iou(box, b) for b in boxes]
             j = int(np.argmax(ious))
-            assert ious[j] >= 0.95 and abs(scores[j] - score) <= 0.02, (path.name, ious[j], scores[j], score)
+            assert ious[j] >= 0.99 and abs(scores[j] - score) <= 0.001, (path.name, ious[j], scores[j], score)
+            assert np.abs(kpts[j, :, :2] - kp[:, :2]).max() <= 0.05, path.name
+            assert np.abs(kpts[j, :, 2] - kp[:, 2]).max() <= 0.001, path.name
             matched += 1
     assert matched >= 15
 

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "mpii-convert": "model.cli.mpii_convert",
     "compare": "model.cli.compare",
     "diagnose": "model.cli.diagnose",
+    "fit-fusion": "model.cli.fit_fusion",
     "serve": "app.cli.serve",
     "bench": "bench.cli",
 }

@@ -12,6 +12,7 @@ from model.nn.config import NetConfig
 
 META_KEY = "lgm_pose_meta"  # ONNX metadata: PoseMeta as JSON
 CONFIG_KEY = "lgm_pose_config"  # ONNX metadata: NetConfig as JSON
+FUSION_KEY = "lgm_pose_fusion"  # ONNX metadata: the fused source's rule (model.inference.fusion) as JSON
 
 
 @dataclass(frozen=True)

@@ -5,12 +5,14 @@ Every runner knows what it serves (`meta`: dataset metadata and codec, whose `in
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from model.data.meta import META_KEY, PoseMeta
+from model.data.meta import FUSION_KEY, META_KEY, PoseMeta
+from model.inference.fusion import Fusion
 from model.inference.onnx_session import cpu_session
 
 
@@ -19,6 +21,7 @@ class Runner(Protocol):
 
     name: str
     meta: PoseMeta
+    fusion: Fusion | None  # the fused source's rule fitted for this model (None: never fitted)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -39,6 +42,7 @@ class TorchRunner:
         model = model.to(self.device).eval()
         self.model = model.half() if self.fp16 else model
         self.meta = pose_meta_of(model)
+        self.fusion = getattr(model, "fusion", None)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -60,6 +64,8 @@ class OnnxRunner:
         if stored is None:
             raise ValueError(f"{self.path} carries no {META_KEY} metadata: export it again with `lgm-pose export`")
         self.meta = PoseMeta.from_json(stored)
+        fusion = self.session.get_modelmeta().custom_metadata_map.get(FUSION_KEY)
+        self.fusion = Fusion.from_dict(json.loads(fusion)) if fusion else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(["heatmaps"], {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]

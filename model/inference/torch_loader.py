@@ -20,7 +20,7 @@ from model.nn.network import LGMPose, NetConfig, build_model
 log = logging.getLogger("lgm_pose.model")
 DEFAULT_CONFIG = "coco_256x192"
 BANNER = "!" * 100
-EXPORT_FORMAT = 2  # bump when the export changes (2: dataset metadata and codec in the ONNX metadata)
+EXPORT_FORMAT = 3  # bump when the export changes (2: dataset metadata and codec in the metadata; 3: fusion rule)
 
 
 def load_network(weights: Path, config: str | None) -> tuple[LGMPose, bool, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from model.data.meta import PoseMeta
+from model.inference.fusion import Fusion
 from model.nn.network import LGMPose, NetConfig, build_model, get_config
 
 
@@ -72,6 +73,21 @@ def load_matching_weights(model: LGMPose, state_dict: dict[str, torch.Tensor]) -
     return sorted(set(own) - set(taken))
 
 
+def write_fusion(path: str | Path, fusion: Fusion) -> None:
+    """Store the `fused` source's rule in a checkpoint (it travels with the weights, and into ONNX exports)."""
+    payload = read_checkpoint(path)
+    payload["fusion"] = fusion.to_dict()
+    tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def checkpoint_fusion(payload: dict[str, Any]) -> Fusion | None:
+    """The `fused` source's rule a checkpoint carries (None: never fitted)."""
+    stored = payload.get("fusion")
+    return Fusion.from_dict(stored) if stored else None
+
+
 def checkpoint_pose_meta(payload: dict[str, Any], cfg: NetConfig) -> PoseMeta:
     """The dataset metadata and codec a checkpoint carries (older ones: its config's defaults)."""
     stored = payload.get("pose_meta")
@@ -97,4 +113,5 @@ def load_model(weights: str | Path | None, config: str | NetConfig | None = None
     model = build_model(cfg)
     load_weights(model, payload["state_dict"], str(weights))
     model.pose_meta = checkpoint_pose_meta(payload, cfg)
+    model.fusion = checkpoint_fusion(payload)
     return model.eval()

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import torch
 
-from model.data.meta import CONFIG_KEY, META_KEY, pose_meta_of
+from model.data.meta import CONFIG_KEY, FUSION_KEY, META_KEY, pose_meta_of
 from model.nn.network import LGMPose
 
 
 def export_onnx(model: LGMPose, out: str | Path, opset: int = 17) -> Path:
     """Export `model` (eval mode) to ONNX; input `input` (B,3,H,W), output `heatmaps` (B,K,H/4,W/4).
 
-    The export's metadata carries `lgm_pose_meta` (joint names, flip pairs, skeleton, sigmas, codec) and
-    `lgm_pose_config`, so a runtime without PyTorch knows what it serves.
+    The export's metadata carries `lgm_pose_meta` (joint names, flip pairs, skeleton, sigmas, codec),
+    `lgm_pose_config` and, when the checkpoint has one, `lgm_pose_fusion` (the fused source's rule), so a runtime
+    without PyTorch knows what it serves.
     """
     import onnx
 
@@ -30,7 +31,10 @@ def export_onnx(model: LGMPose, out: str | Path, opset: int = 17) -> Path:
         dynamic_axes={"input": {0: "batch"}, "heatmaps": {0: "batch"}}, opset_version=opset, dynamo=False,
     )
     graph = onnx.load(str(partial))
-    for key, value in ((META_KEY, pose_meta_of(model).to_json()), (CONFIG_KEY, json.dumps(model.cfg.to_dict()))):
+    entries = [(META_KEY, pose_meta_of(model).to_json()), (CONFIG_KEY, json.dumps(model.cfg.to_dict()))]
+    if getattr(model, "fusion", None) is not None:
+        entries.append((FUSION_KEY, json.dumps(model.fusion.to_dict())))
+    for key, value in entries:
         entry = graph.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(graph, str(partial))
