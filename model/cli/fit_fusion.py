@@ -33,8 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     report = score_sources(files.annotation, pairs, topdown, args.folds, args.bootstrap)
     bias, gain = fit(pairs, np.ones(len(pairs.image_ids), bool))
     fusion = Fusion(tuple(round(float(b), 3) for b in bias), tuple(round(float(g), 3) for g in gain),
-                    file_sha256(yolo), f"{files.annotation} ({len(pairs.image_ids)} detections, "
-                    f"{int(pairs.gt_labelled.any(1).sum())} matched; flip {args.flip})", report)
+                    file_sha256(yolo), f"{Path(data_dir).name}:{files.split}, {len(pairs.image_ids)} detections "
+                    f"({int(pairs.gt_labelled.any(1).sum())} matched), {args.folds} folds, flip {args.flip}", report)
     for name, row in report.items():
         print(f"{name}: AP {row['AP']:.3f} (95% {row['AP_interval'][0]}-{row['AP_interval'][1]})")
     print("per joint (LGM-Pose weight at equal scores, gain): " + ", ".join(
