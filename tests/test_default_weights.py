@@ -69,7 +69,9 @@ def test_body_joints_agree_with_yolo_pose(server: LiveServer, yolo, image: str, 
         dist = np.linalg.norm(ours[sure] - xy[sure], axis=1) / float(box[3] - box[1])
         pooled += dist.tolist()
         per_person.append(round(float(np.median(dist)), 3))
-    median = float(np.median(pooled))
-    print(f"{image}: median body-joint distance / box height {median:.3f} over {len(pooled)} joints; "
-          f"per person {per_person}")
-    assert len(per_person) >= 2 and median < 0.10
+    median, p90, worst = (float(np.percentile(pooled, q)) for q in (50, 90, 100))
+    print(f"{image}: body-joint distance / box height median {median:.3f}, p90 {p90:.3f}, max {worst:.3f} over "
+          f"{len(pooled)} joints; per person {per_person}")
+    # measured (shipped weights, CPU torch): bus median 0.055 / p90 0.199 (22 joints), zidane 0.075 / 0.265 (5);
+    # the bounds leave ~20% for another CPU's numerics, and a joint a third of a person off fails the tail
+    assert len(per_person) >= 2 and median < 0.09 and p90 < 0.33, (median, p90)

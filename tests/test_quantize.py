@@ -30,4 +30,10 @@ def test_int8_export_serves_like_fp32(tmp_path: Path, data_root: Path) -> None:
     peaks_b = np.stack(np.unravel_index(b.reshape(*b.shape[:2], -1).argmax(-1), b.shape[2:]), -1)
     confident = a.max(axis=(2, 3)) > 0.3
     distance = np.linalg.norm(peaks_a - peaks_b, axis=-1)[confident]
+    print(f"\nint8 vs fp32 heatmap peaks over {confident.sum()} confident joints: median {np.median(distance):.3f}, "
+          f"p90 {np.percentile(distance, 90):.3f}, p95 {np.percentile(distance, 95):.3f}, max {distance.max():.3f} "
+          f"cells; > 1 cell: {(distance > 1).mean():.3f}, > 2 cells: {(distance > 2).mean():.3f}")
+    # measured on these 16 held-out crops (202 confident joints): median 0, p95 1.97 cells, 3.5% beyond 2 cells
+    # (a few joints jump to another mode, up to 19.7 cells); bounds with room for another CPU's int8 kernels
     assert confident.sum() > 50 and np.median(distance) <= 1.0, (confident.sum(), np.median(distance))
+    assert np.percentile(distance, 95) <= 2.5 and (distance > 2).mean() <= 0.06, np.sort(distance)[-20:]

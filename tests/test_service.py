@@ -192,16 +192,33 @@ def test_bad_input_then_healthy(server: LiveServer, bus_path: Path, case: str) -
     assert ok.status_code == 200 and len(ok.json()["persons"]) == 1
 
 
-def test_onnxruntime_matches_torch(server: LiveServer, onnx_server: LiveServer, bus_path: Path) -> None:
+def test_onnxruntime_matches_torch(onnx_server: LiveServer, bus_path: Path,
+                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The two backends on the shipped weights (peaked heatmaps, unlike random ones): the same persons, boxes
+    and keypoints within 0.5 px on bus.jpg."""
     assert onnx_server.ready["model"]["backend"] == "onnxruntime"
     assert (onnx_server.cache / onnx_server.ready["model"]["onnx_path"]).is_file()  # shown by name only
-    a, b = post_image(server.url, bus_path).json(), post_image(onnx_server.url, bus_path).json()
+    trained = Path(__file__).resolve().parents[1] / "weights" / "lgm_pose_coco_256x192.pt"
+    servers = [LiveServer(_settings(trained, backend="torch")),
+               LiveServer(_settings(trained, backend="onnxruntime", onnx_cache_dir=tmp_path_factory.mktemp("onnx")))]
+    try:
+        assert [s.ready["model"]["backend"] for s in servers] == ["torch", "onnxruntime"]
+        a, b = (post_image(s.url, bus_path).json() for s in servers)
+    finally:
+        for s in servers:
+            s.stop()
     assert len(a["persons"]) == len(b["persons"]) >= 4
+    worst_box, worst_kp = 0.0, 0.0
     for pa, pb in zip(a["persons"], b["persons"], strict=True):
-        assert np.allclose(pa["box"], pb["box"], atol=0.5)
+        worst_box = max(worst_box, float(np.abs(np.subtract(pa["box"], pb["box"])).max()))
         ka = np.array([[k["x"], k["y"]] for k in pa["keypoints"]])
         kb = np.array([[k["x"], k["y"]] for k in pb["keypoints"]])
-        assert np.abs(ka - kb).max() < 3.0
+        worst_kp = max(worst_kp, float(np.abs(ka - kb).max()))
+    print(f"\ntorch vs onnxruntime on the shipped weights: boxes within {worst_box:.4f} px, keypoints within "
+          f"{worst_kp:.4f} px over {len(a['persons'])} persons")
+    # measured: boxes 0.0000 px, keypoints 0.0001 px (float rounding between the runtimes); 0.05 px still
+    # lets numerics differ 500 times more, and fails a crop off by one input pixel
+    assert worst_box < 0.05 and worst_kp < 0.05, (worst_box, worst_kp)
 
 
 def test_flood_gets_503_then_recovers(onnx_server: LiveServer, bus_path: Path) -> None:
