@@ -1,10 +1,11 @@
 """The service on a local Ray Serve cluster (`lgm-pose serve --cluster local`, 2 pose replicas), for real.
 
-Every route answers through the gateway as it does from a direct server; both replicas serve; killing a
-replica during a burst loses no request (each gets its answer or 503 + Retry-After) and the replica comes
-back; a WebSocket stream stays on its replica while another one dies; an evaluation job is answered for by
-every replica (shared job store); the real Prometheus finds every replica through the gateway's service
-discovery and every dashboard query returns data for the cluster.
+Every route, a WebSocket stream and POST/DELETE /eval answer through the gateway as from a direct server; both
+replicas serve; killing a replica during a burst loses no request (every one answered 200, those it held sent
+again) and the replica comes back; a WebSocket stream stays on its replica while another one dies; an
+evaluation job is answered for by every replica and cancelled from the one that does not run it (shared job
+store); the real Prometheus finds every replica through the gateway's service discovery and every dashboard
+query returns data for the cluster.
 """
 
 from __future__ import annotations
