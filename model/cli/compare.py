@@ -1,4 +1,4 @@
-"""`lgm-pose compare`: (a) GT boxes, (b) the service pipeline, (c) YOLO11n-pose, one table."""
+"""`lgm-pose compare`: (a) GT boxes, then each pose source of the service (lgm, detector, fused), one table."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from model.eval.compare import compare, markdown_table
 
 def _run(args: argparse.Namespace) -> int:
     result = compare(args.weights, args.data, args.split, args.yolo_weights, args.imgsz, args.det_conf, args.flip,
-                     args.max_persons)
+                     args.max_persons, args.bootstrap)
     print(markdown_table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
@@ -19,7 +19,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="(a) GT boxes, (b) the service pipeline, (c) YOLO11n-pose, one table")
+    p = sub.add_parser("compare", help="(a) GT boxes, then the service's pose sources lgm, detector, fused: one table")
     p.add_argument("--weights", default="weights/lgm_pose_coco_256x192.pt")
     p.add_argument("--data", required=True, help="COCO-format dir (DIR or DIR:SPLIT)")
     p.add_argument("--split")
@@ -29,5 +29,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=False,
                    help="flip test (the service's default on CUDA; off on CPU, where it doubles the pose cost)")
     p.add_argument("--max-persons", type=int, default=20, help="detections per image (the service default)")
+    p.add_argument("--bootstrap", type=int, default=200, help="resamples for each row's AP interval (0: none)")
     p.add_argument("--out", help="write the result JSON")
     p.set_defaults(func=_run)

@@ -142,16 +142,35 @@ def source_records(pairs: SourcePairs, xy: np.ndarray, scores: np.ndarray, topdo
     return records
 
 
-def score_sources(ann_file: str | Path, pairs: SourcePairs, topdown: TopDown, folds: int = 5,
-                  bootstrap: int = 200) -> dict[str, dict]:
-    """AP (with a 95% bootstrap interval over images) of `lgm`, `detector` and out-of-fold `fused`."""
-    oof_xy, oof_scores = cross_fit(pairs, folds)
-    coco = load_coco(ann_file)
-    out = {}
-    for name, xy, s in (("lgm", pairs.lgm_xy, pairs.lgm_scores), ("detector", pairs.det_xy, pairs.det_scores),
-                        ("fused (out-of-fold)", oof_xy, oof_scores)):
-        records = source_records(pairs, xy, s, topdown)
-        stats = score_results(ann_file, records)["stats"]
-        lo, hi = bootstrap_ap(coco, records, sorted(coco.getImgIds()), bootstrap) if bootstrap else (None, None)
-        out[name] = {"AP": round(float(stats["AP"]), 4), "AP_interval": [lo, hi]}
+def concat(parts: list[SourcePairs], id_stride: int = 10**9) -> SourcePairs:
+    """Several sets' pairs as one (image ids of set i offset by i x `id_stride`, so folds stay by image)."""
+    fields = SourcePairs.__dataclass_fields__
+    merged = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields if f != "image_ids"}
+    ids = np.concatenate([p.image_ids + i * id_stride for i, p in enumerate(parts)])
+    return SourcePairs(image_ids=ids, **merged)
+
+
+def score_sources(sets: list[tuple[str, str | Path, SourcePairs]], topdown: TopDown, folds: int = 5,
+                  bootstrap: int = 200, id_stride: int = 10**9) -> dict[str, dict]:
+    """Per set, AP (95% bootstrap interval over images) of `lgm`, `detector` and out-of-fold `fused`; and the mean.
+
+    `sets`: (name, annotation file, pairs). The rule is cross-fitted over the images of all sets together.
+    """
+    every = concat([p for _, _, p in sets], id_stride)
+    oof_xy, oof_scores = cross_fit(every, folds)
+    estimates = {"lgm": (every.lgm_xy, every.lgm_scores), "detector": (every.det_xy, every.det_scores),
+                 "fused (out-of-fold)": (oof_xy, oof_scores)}
+    out: dict[str, dict] = {name: {} for name in estimates}
+    for i, (set_name, ann_file, _) in enumerate(sets):
+        rows = every.image_ids // id_stride == i
+        part = SourcePairs(**{f: getattr(every, f)[rows] for f in SourcePairs.__dataclass_fields__})
+        part.image_ids = part.image_ids - i * id_stride
+        coco = load_coco(ann_file)
+        for name, (xy, s) in estimates.items():
+            records = source_records(part, xy[rows], s[rows], topdown)
+            stats = score_results(ann_file, records)["stats"]
+            lo, hi = bootstrap_ap(coco, records, sorted(coco.getImgIds()), bootstrap) if bootstrap else (None, None)
+            out[name][set_name] = {"AP": round(float(stats["AP"]), 4), "AP_interval": [lo, hi]}
+    for name in out:
+        out[name]["mean AP"] = round(float(np.mean([v["AP"] for v in out[name].values()])), 4)
     return out
