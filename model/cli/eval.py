@@ -42,6 +42,13 @@ def _run_model(args: argparse.Namespace, ann: Path, images: Path) -> dict[str, A
     from model.inference.runners import TorchRunner
     from model.nn.checkpoint import load_model
 
+    if args.source:
+        if args.dataset != "coco" or args.boxes != "gt":
+            raise ValueError("--source scores the service's pose sources on its own detector's boxes (COCO only, "
+                             "no --boxes)")
+        from model.eval.compare import evaluate_source
+
+        return evaluate_source(args.weights, ann, images, args.source, args.flip, bootstrap=args.bootstrap)
     runner = TorchRunner(load_model(args.weights, args.config), args.device)
     bar, update = _progress_bar(f"eval {args.dataset}")
     try:
@@ -102,6 +109,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", help="image folder (with --ann, or to override the layout's)")
     p.add_argument("--dataset", choices=("coco", "mpii"), default="coco")
     p.add_argument("--boxes", default="gt", help="'gt' or a COCO detection-results json (person boxes)")
+    p.add_argument("--source", choices=("lgm", "detector", "fused"),
+                   help="a pose source of the service, on its detector's boxes (default: LGM-Pose on --boxes)")
     p.add_argument("--det-thr", type=float, default=0.0, help="score threshold on detection boxes")
     p.add_argument("--results", help="score this COCO keypoint results json instead of running a model")
     p.add_argument("--flip", action="store_true", help="flip test (average with the mirrored crop)")

@@ -12,11 +12,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from model.data.layout import resolve_split, split_data_arg
 from model.eval.bootstrap import bootstrap_ap
 from model.eval.coco import load_coco, score_results
 from model.eval.coco_engine import evaluate_coco
-from model.eval.fusion_fit import collect_pairs, source_records
+from model.eval.fusion_fit import SourcePairs, collect_pairs, source_records
+from model.inference.fusion import Fusion
 from model.inference.loader import build_detector
 from model.inference.runners import TorchRunner
 from model.inference.topdown import TopDown
@@ -26,6 +29,34 @@ from model.nn.checkpoint import load_model
 TABLE_KEYS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 SOURCE_ROWS = {"lgm": "(b) source lgm: YOLO11n-pose boxes + LGM-Pose", "detector": "(c) source detector: "
                "YOLO11n-pose keypoints", "fused": "(d) source fused: both, by the model's fitted rule"}
+
+
+def source_estimates(pairs: SourcePairs, fusion: Fusion | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Keypoints and joint scores of every detection by each pose source (`fused` only with a fitted rule)."""
+    out = {"lgm": (pairs.lgm_xy, pairs.lgm_scores), "detector": (pairs.det_xy, pairs.det_scores)}
+    if fusion is not None:
+        out["fused"] = fusion.fuse(pairs.lgm_xy, pairs.lgm_scores, pairs.det_xy, pairs.det_scores)
+    return out
+
+
+def evaluate_source(weights: str, ann_file: Path, image_dir: Path, source: str, flip: bool = False,
+                    det_conf: float = 0.25, imgsz: int = 640, max_persons: int = 20, bootstrap: int = 500) -> dict:
+    """One pose source of the service on a COCO-format set (the service's detector, scoring and NMS)."""
+    runner = TorchRunner(load_model(weights))
+    if source == "fused" and runner.fusion is None:
+        raise ValueError(f"{weights} carries no fused rule: fit one with `lgm-pose fit-fusion --into`")
+    topdown = TopDown(runner.meta, flip=flip)
+    detector = build_detector(default_yolo_weights(), "cpu", imgsz)
+    pairs = collect_pairs(ann_file, image_dir, runner, topdown, detector, det_conf, max_persons)
+    xy, scores = source_estimates(pairs, runner.fusion)[source]
+    records = source_records(pairs, xy, scores, topdown)
+    stats = score_results(ann_file, records)["stats"]
+    coco = load_coco(ann_file)
+    result = {"source": source, "table": {k: float(stats[k]) for k in TABLE_KEYS}, "flip": flip,
+              "summary": " ".join(f"{k} {float(stats[k]):.3f}" for k in TABLE_KEYS)}
+    if bootstrap:
+        result["AP_ci95"] = list(bootstrap_ap(coco, records, sorted(coco.getImgIds()), bootstrap))
+    return result
 
 
 def compare(weights: str, data: str, split: str | None = None, yolo_weights: str | None = None,
@@ -46,10 +77,7 @@ def compare(weights: str, data: str, split: str | None = None, yolo_weights: str
         a = evaluate_coco(model, files.annotation, files.images, "gt", flip=flip, results_path=Path(tmp) / "a.json",
                           bootstrap=bootstrap)
     rows["(a) LGM-Pose, ground-truth boxes"] = {**a["table"], "AP_interval": a.get("AP_ci95")}
-    estimates = {"lgm": (pairs.lgm_xy, pairs.lgm_scores), "detector": (pairs.det_xy, pairs.det_scores)}
-    if runner.fusion is not None:
-        estimates["fused"] = runner.fusion.fuse(pairs.lgm_xy, pairs.lgm_scores, pairs.det_xy, pairs.det_scores)
-    for source, (xy, scores) in estimates.items():
+    for source, (xy, scores) in source_estimates(pairs, runner.fusion).items():
         records = source_records(pairs, xy, scores, topdown)
         stats = score_results(files.annotation, records)["stats"]
         interval = list(bootstrap_ap(coco, records, image_ids, bootstrap)) if bootstrap else None
