@@ -183,3 +183,18 @@ def test_sampling_is_by_person_within_three_times_the_median() -> None:
     assert per_sample_weights(sets, None) is None  # no weights: every person equally often
     weights = np.asarray(per_sample_weights(sets, None, [1.0, 2.0, 5.0]))
     assert weights[0] * 2 == pytest.approx(weights[6300]) and weights[-1] == pytest.approx(3 * weights[0])
+
+
+def test_ablation_steps_apply_only_what_they_name(sports) -> None:
+    coco, dets, _ = sports
+    original = by_id(coco["annotations"])
+    only_boxes, _ = clean_set("sports", coco, dets, steps=frozenset({"boxes"}))
+    for a in only_boxes:  # labels untouched (no swaps, offsets, down-weights or fill-ins); detector boxes kept
+        k = np.asarray(original[a["id"]]["keypoints"], dtype=np.float64).reshape(-1, 3)
+        np.testing.assert_allclose(np.asarray(a["keypoints"]).reshape(-1, 3)[:, :2][k[:, 2] > 0], k[k[:, 2] > 0, :2],
+                                   atol=0.01)
+        assert a["keypoint_weights"] == [1.0 if v > 0 else 0.0 for v in k[:, 2]]
+    assert sum(a["box_source"] == "detector" for a in only_boxes) >= 140
+    no_boxes, report = clean_set("sports", coco, dets, steps=frozenset({"conventions", "fill"}))
+    assert all(a["bbox"] == original[a["id"]]["bbox"] and a["box_source"] == "annotation" for a in no_boxes)
+    assert report.filled > 0 and np.nanmax(np.abs(report.correction)) > 0.1

@@ -50,7 +50,8 @@ def per_sample_weights(sets: list[list[PersonSample]], set_weights: list[float] 
     else:
         per_person = list(person_weights)
     weights = np.array([w for s, w in zip(sets, per_person, strict=True) for _ in s])
-    weights = np.minimum(weights, max_over_median * np.median(weights))
+    if max_over_median > 0:
+        weights = np.minimum(weights, max_over_median * np.median(weights))
     return (weights / weights.sum()).tolist()
 
 
@@ -103,7 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
                             foreground_weight=args.foreground_weight,
                             max_minutes=args.max_minutes, out=args.out,
                             extra_meta={"data": [str(d) for d in args.data], "data_weights": args.data_weights,
-                                        "person_weights": args.person_weights,
+                                        "person_weights": args.person_weights, "draw_cap": args.draw_cap,
                                         "half_body_prob": args.half_body_prob,
                                         "augment": {"lowres": args.lowres_prob, "occlusion": args.occlusion_prob,
                                                     "photometric": args.photometric_prob},
@@ -112,7 +113,7 @@ def run_train(args: argparse.Namespace) -> int:
     if args.val:
         from model.train.validation import make_validator
         validate = make_validator(args.val, args.device, meta.dataset.name, args.val_report)
-    weights = per_sample_weights(sets, args.data_weights, args.person_weights)
+    weights = per_sample_weights(sets, args.data_weights, args.person_weights, args.draw_cap)
     print(draws_per_person(sets, weights, args.epochs * (args.samples_per_epoch or len(samples))))
     trainer = Trainer(model, dataset, train_cfg, weights, validate)
     if args.resume:
@@ -133,7 +134,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", choices=("coco", "mpii"), default="coco")
     p.add_argument("--data-weights", type=float, nargs="+", help="share of draws per data dir")
     p.add_argument("--person-weights", type=float, nargs="+",
-                   help="relative draws of each person, per data dir (capped at 3x the median person)")
+                   help="relative draws of each person, per data dir (capped at --draw-cap x the median person)")
+    p.add_argument("--draw-cap", type=float, default=3.0,
+                   help="no person drawn more than this x as often as the median person (0: no cap, for ablations)")
     p.add_argument("--val", nargs="+", help="validation dirs: AP (MPII: PCKh@0.5) each epoch, best.pt on their mean")
     p.add_argument("--val-report", nargs="+", help="sets scored each epoch beside --val, never used to choose")
     p.add_argument("--epochs", type=int, default=260)

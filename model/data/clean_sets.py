@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from model.data.cleaning import SetReport, clean_set
+from model.data.cleaning import STEPS, SetReport, clean_set
 from model.data.datasets import COCO
 from model.data.holdout import write_split
 from model.data.layout import resolve_split, split_data_arg
 from model.data.matching import read_detections
 
 
-def clean_sets(data_args: list[str], teachers: list[str], out: str | Path) -> list[SetReport]:
+def clean_sets(data_args: list[str], teachers: list[str], out: str | Path,
+               steps: frozenset[str] = STEPS) -> list[SetReport]:
     """Clean each 'DIR[:SPLIT]' with its teacher file ('-': none; corrections then come from OUT/conventions.json)."""
     if len(teachers) != len(data_args):
         raise ValueError("give one --teacher per --data ('-' for none)")
@@ -40,9 +41,9 @@ def clean_sets(data_args: list[str], teachers: list[str], out: str | Path) -> li
                 raise ValueError(f"no teacher for {data_arg} and no corrections for {name!r} in {conventions_path}")
             correction = np.array([[np.nan if v is None else v for v in row]
                                    for row in conventions[name]["correction"]], dtype=np.float64)
-        cleaned, report = clean_set(f"{name}:{files.split}", coco, detections, correction)
+        cleaned, report = clean_set(f"{name}:{files.split}", coco, detections, correction, steps=steps)
         info = {**coco.get("info", {}), "cleaned_from": str(files.annotation)}
-        if detections is not None:
+        if detections is not None and "boxes" in steps:
             info["box_jitter"] = report.box_transform["std"]
             conventions[name] = {"correction": np.where(np.isfinite(report.correction), report.correction,
                                                         None).tolist(),

@@ -24,6 +24,7 @@ from model.data.geometry import box_to_center_size
 from model.data.matching import Detections, annotation_box, match_persons
 
 CONTRADICTED_WEIGHT = 0.25
+STEPS = frozenset({"boxes", "conventions", "fill"})
 MIN_OKS = 0.5  # a matched detection whose keypoints agree this well with the labels serves as the teacher
 CROP_ASPECT_WH = 192 / 256  # the COCO configs' input aspect: the crop-scale statistic uses the network's crop
 
@@ -113,8 +114,13 @@ def measure_offsets(labels: dict[int, np.ndarray], teacher: dict[int, np.ndarray
 
 
 def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
-              correction: np.ndarray | None = None, fill_weight: float = 0.5) -> tuple[list[dict], SetReport]:
-    """Cleaned annotations of one set and its report (see the module docstring)."""
+              correction: np.ndarray | None = None, fill_weight: float = 0.5,
+              steps: frozenset[str] = STEPS) -> tuple[list[dict], SetReport]:
+    """Cleaned annotations of one set and its report (see the module docstring).
+
+    `steps` (for ablations): "boxes" (the detector's boxes), "conventions" (swaps, offsets, contradicted joints),
+    "fill" (teacher fill-ins); the table is measured either way.
+    """
     report = SetReport(name)
     anns = [a for a in coco["annotations"] if not a.get("iscrowd", 0)]
     by_image: dict[int, list[dict]] = {}
@@ -135,7 +141,7 @@ def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
     report.persons, report.matched, report.agreeing = len(anns), len(det_box), len(teacher)
     report.offsets_before, report.measured = measure_offsets(labels, teacher)
     # 1. mirrored labels
-    for ann_id, t in teacher.items():
+    for ann_id, t in (teacher if "conventions" in steps else {}).items():
         frame = conv.body_frame(t)
         scale = frame.torso if frame else (det_box[ann_id][3] - det_box[ann_id][1]) / 3
         report.pairs_measured.update(conv.swap_costs(labels[ann_id], t).keys())
@@ -148,6 +154,8 @@ def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
     # 2. joint offsets: fitted here (teacher) or given (a validation split of the same source)
     if correction is None:
         correction, _ = measure_offsets(labels, teacher)
+    if "conventions" not in steps:
+        correction = np.full_like(correction, np.nan)
     report.correction = correction
     for ann_id in labels:
         frame = conv.body_frame(labels[ann_id])
@@ -157,10 +165,10 @@ def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
     # 3. contradicted joints, 4. teacher fill-ins
     area = {a["id"]: float(a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in anns}
     for ann_id, t in teacher.items():
-        bad = conv.contradicted(labels[ann_id], t, area[ann_id]) & human[ann_id]
+        bad = conv.contradicted(labels[ann_id], t, area[ann_id]) & human[ann_id] & ("conventions" in steps)
         labels[ann_id][bad, 2] *= CONTRADICTED_WEIGHT
         report.contradicted += int(bad.sum())
-        fill = (labels[ann_id][:, 2] == 0) & (t[:, 2] >= conv.CONFIDENT)
+        fill = (labels[ann_id][:, 2] == 0) & (t[:, 2] >= conv.CONFIDENT) & ("fill" in steps)
         labels[ann_id][fill] = np.c_[t[fill, :2], np.full(fill.sum(), fill_weight)]
         report.filled += int(fill.sum())
     # 5. boxes
@@ -169,13 +177,13 @@ def clean_set(name: str, coco: dict, detections: dict[int, Detections] | None,
     cleaned, scales, extents = [], [], []
     for a in anns:
         old = annotation_box(a)
-        new = det_box.get(a["id"])
+        new = det_box.get(a["id"]) if "boxes" in steps else old
         if new is None:
             new = transform_box(old, report.box_transform["median"]) if detections is not None else old
         kpts = labels[a["id"]]
         scales.append((crop_scale(keypoints_of(a), old), crop_scale(kpts, new)))
         extents.append((box_extent(keypoints_of(a), old), box_extent(kpts, new)))
-        cleaned.append(cleaned_annotation(a, kpts, new, a["id"] in det_box))
+        cleaned.append(cleaned_annotation(a, kpts, new, a["id"] in det_box and "boxes" in steps))
     with np.errstate(all="ignore"):
         report.crop_scale = tuple(float(v) for v in np.nanmedian(np.array(scales), 0))
         report.box_extent = tuple(float(v) for v in np.nanmedian(np.array(extents), 0))

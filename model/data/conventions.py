@@ -9,6 +9,7 @@ All functions take (17, 3) arrays: x, y and a weight (labels: > 0 labelled; teac
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,8 @@ def fit_offsets(per_person: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Median offset per joint over persons (17, 2) and the persons measured per joint; NaN below MIN_PERSONS."""
     stack = np.stack(per_person) if per_person else np.full((0, COCO.num_joints, 2), np.nan)
     counts = np.isfinite(stack[..., 0]).sum(0)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # joints nobody measured: NaN, said by `counts`
+        warnings.simplefilter("ignore", RuntimeWarning)
         median = np.nanmedian(stack, 0) if len(stack) else np.full((COCO.num_joints, 2), np.nan)
     median[counts < MIN_PERSONS] = np.nan
     return median, counts
