@@ -62,6 +62,9 @@ async def _start(state: ServiceState) -> None:
     s = state.settings
     try:
         detector, runner, info = await asyncio.to_thread(_load, s)
+        if s.pose_source == "fused" and runner.fusion is None:
+            raise RuntimeError(f"LGM_POSE_POSE_SOURCE=fused, but the pose weights {info.weights} carry no fitted "
+                               "fusion rule (run `lgm-pose fit-fusion`, or choose 'detector' or 'lgm')")
         state.info, state.meta = info, runner.meta
         state.metrics.set_model_info(config=info.config, input_size=f"{info.input_hw[1]}x{info.input_hw[0]}",
                                      device=info.device, backend=info.backend, weights=info.weights)
@@ -71,7 +74,7 @@ async def _start(state: ServiceState) -> None:
         await state.batcher.start()
         await state.batcher.submit(np.zeros((1, 3, *info.input_hw), dtype=np.float32))  # warm-up
         state.pipeline = PosePipeline(s, TopDown(runner.meta, s.flip_test), detector, state.batcher, state.metrics,
-                                      gate)
+                                      gate, runner.fusion)
         state.ready = True
         log.info("ready: pose %s (%s, %s joints) on %s/%s, weights %s; detector %s", info.config,
                  "trained/loaded" if info.weights_loaded else "RANDOM INIT", info.dataset, info.backend,
@@ -82,15 +85,18 @@ async def _start(state: ServiceState) -> None:
 
 
 def openapi_schema(app: FastAPI, settings: Settings) -> dict:
-    """FastAPI's schema, with the bounds that depend on the settings (max_persons)."""
+    """FastAPI's schema, with what depends on the settings (max_persons' bound, the default pose_source)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for path in ("/pose", "/pose/render"):
             operation = schema["paths"].get(path, {}).get("post", {})
             form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data", {}).get("schema", {})
-            bounds = [p["schema"] for p in operation.get("parameters", []) if p["name"] == "max_persons"]
-            for bound in [*bounds, form.get("properties", {}).get("max_persons", {})]:
+            params = {p["name"]: p["schema"] for p in operation.get("parameters", [])}
+            fields = form.get("properties", {})
+            for bound in (params.get("max_persons", {}), fields.get("max_persons", {})):
                 bound["maximum"] = settings.max_persons
+            for source in (params.get("pose_source", {}), fields.get("pose_source", {})):
+                source["default"] = settings.pose_source
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -130,7 +136,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="LGM-Pose service", version="0.1.0", lifespan=lifespan,
-                  description="YOLO person detection + batched top-down LGM-Pose keypoints", **docs)
+                  description="YOLO person detection + keypoints from a pose source: YOLO11n-pose's own (detector), "
+                  "batched top-down LGM-Pose (lgm) or both fused (fused)", **docs)
     if settings.allowed_origins:  # browsers on these origins may call the API (the service's own always can)
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST",
                            "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Request-ID"])

@@ -15,6 +15,9 @@ pytest_plugins = ("pytester",)  # tests/test_suite_rules.py runs pytest on small
 REPO = Path(__file__).resolve().parents[1]
 # evaluation jobs of the test servers persist here, not in the checkout's runs/jobs
 os.environ.setdefault("LGM_POSE_JOBS_DIR", tempfile.mkdtemp(prefix="lgm_pose_test_jobs_"))
+# the suite's servers run LGM-Pose's path unless a test names a source: the batching, backend, stream and metrics
+# tests are about it; the served default (`detector`) and every source are tested in tests/test_pose_sources.py
+os.environ.setdefault("LGM_POSE_POSE_SOURCE", "lgm")
 
 def _data_root() -> Path:
     """LGM_POSE_DATA_ROOT, else ../shared/data beside the checkout, else this workplace's /work/shared/data."""

@@ -51,6 +51,11 @@ def test_stage_timer_fills_timing_and_histogram() -> None:
     timing = timer.finish()
     assert list(timing) == ["prepare", "pose", "pose_per_person", "total"] and timing["pose"] == 2.0
     count = metrics.registry.get_sample_value
-    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "prepare"}) == 1
-    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "pose"}) == 1
-    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "postprocess"}) == 0
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "prepare", "source": "lgm"}) == 1
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "pose", "source": "lgm"}) == 1
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "postprocess", "source": "lgm"}) == 0
+    detector = StageTimer(metrics, "detector")  # the pose source labels every stage series
+    detector.record("detect", 0.001)
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "detect", "source": "detector"}) == 1
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "detect", "source": "lgm"}) == 0
+    assert count("lgm_pose_stage_duration_seconds_count", {"stage": "pose", "source": "detector"}) is None

@@ -55,11 +55,20 @@ def test_pose_matches_the_full_install(runtime, bus_path: Path) -> None:
     data = bus_path.read_bytes()
     r = httpx.post(server.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"}, timeout=60)
     assert r.status_code == 200, r.text
+    assert "fused" in server.ready["pose_sources"]  # the fused rule, read from the ONNX metadata without torch
+    fused = httpx.post(server.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"},
+                       params={"pose_source": "fused"}, timeout=60)
+    assert fused.status_code == 200 and fused.json()["source"] == "fused", fused.text
     full = LiveServer(Settings(pose_weights=pose, detector_weights=detector))
     try:
         expected = httpx.post(full.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"}, timeout=60)
+        expected_fused = httpx.post(full.url + "/pose", content=data, headers={"Content-Type": "image/jpeg"},
+                                    params={"pose_source": "fused"}, timeout=60)
     finally:
         full.stop()
+    for a, b in zip(fused.json()["persons"], expected_fused.json()["persons"], strict=True):
+        np.testing.assert_allclose([[k["x"], k["y"], k["score"]] for k in a["keypoints"]],
+                                   [[k["x"], k["y"], k["score"]] for k in b["keypoints"]], atol=0.5)
     got, want = r.json()["persons"], expected.json()["persons"]
     assert len(got) == len(want) >= 3
     for a, b in zip(got, want, strict=True):

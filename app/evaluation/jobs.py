@@ -26,7 +26,7 @@ from typing import Any
 
 from app.core.errors import QueueFull
 from app.evaluation.job import ENDED, EvalJob, JobState, stored_job
-from app.evaluation.runner import BatcherRunner, JobCancelled, LiveGate, live_busy
+from app.evaluation.runner import BatcherRunner, JobCancelled, LiveGate, evaluate_served_source, live_busy
 from app.evaluation.spec import EvalSpec
 from app.evaluation.store import JobStore
 from app.state import ServiceState
@@ -194,7 +194,10 @@ class EvalJobManager:
         job.workdir = (self.store.workdir(job.id) if self.store
                        else Path(tempfile.mkdtemp(prefix=f"lgm_pose_eval_{job.id}_")))
         start = time.perf_counter()
-        if spec.kind == "mpii":
+        if spec.kind == "coco" and spec.source != "lgm":  # through the service's own pipeline, like POST /pose
+            result = evaluate_served_source(service, self.loop, spec, gate, job.cancel,
+                                            self._progress(job, "pose"), job.workdir / "keypoints.json")
+        elif spec.kind == "mpii":
             result = evaluate_mpii(runner, spec.ann_file, spec.image_dir, spec.flip, self.max_crops,
                                    self._progress(job, "pose"), job.cancel.is_set, max_persons=spec.max_images)
         else:
@@ -206,6 +209,7 @@ class EvalJobManager:
                 result["boxes"], result["detections"] = "detector", len(boxes)
             else:
                 result["boxes"] = boxes if boxes == "gt" else self._rel(Path(boxes))
+            result["source"] = "lgm"
         result.update(ann_file=self._rel(spec.ann_file), image_dir=self._rel(spec.image_dir))
         result["throughput"].update(wall_seconds=round(time.perf_counter() - start, 3), forwards=runner.forwards,
                                     crops=runner.crops, yielded_to_live_s=round(gate.yielded_s, 3))
@@ -230,7 +234,7 @@ class EvalJobManager:
                 image = None  # the engine reports it in skipped_images
             if image is not None:
                 gate.wait(job.cancel)
-                boxes, scores = pipeline.detect_blocking(image, job.spec.det_conf, self.service.settings.max_persons)
+                boxes, scores, _ = pipeline.detect_blocking(image, job.spec.det_conf, self.service.settings.max_persons)
                 detections += detection_records(image_id, boxes, scores)
             update(n, len(ids))
         (job.workdir / "detections.json").write_text(json.dumps(detections))

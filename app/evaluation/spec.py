@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.errors import BadDataset, BadPath
+from app.core.errors import BadDataset, BadParameter, BadPath
+from app.pipeline.sources import PoseSource
 from model.data.layout import DEFAULT_COCO_SPLIT, mpii_files, resolve_split
 
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -31,17 +32,18 @@ class EvalSpec:
     max_images: int | None
     det_conf: float
     request: dict[str, Any]
+    source: str = "lgm"  # the pose source evaluated (app.pipeline.sources)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "ann_file": str(self.ann_file), "image_dir": str(self.image_dir),
                 "boxes": str(self.boxes), "flip": self.flip, "max_images": self.max_images, "det_conf": self.det_conf,
-                "request": self.request}
+                "request": self.request, "source": self.source}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalSpec:
         boxes = data["boxes"] if data["boxes"] in ("gt", "detector") else Path(data["boxes"])
         return cls(data["kind"], Path(data["ann_file"]), Path(data["image_dir"]), boxes, data["flip"],
-                   data["max_images"], data["det_conf"], data["request"])
+                   data["max_images"], data["det_conf"], data["request"], data.get("source", "lgm"))
 
 
 class EvalRequest(BaseModel):
@@ -56,6 +58,9 @@ class EvalRequest(BaseModel):
     flip: bool = Field(False, description="flip test")
     max_images: int | None = Field(None, ge=1, description="first N images (MPII: N persons) only")
     det_conf: float | None = Field(None, ge=0.0, le=1.0, description="detector threshold for boxes='detector'")
+    source: PoseSource = Field("lgm", description="pose source evaluated (COCO): 'lgm' (LGM-Pose on the boxes, the "
+                               "default here), 'detector' or 'fused' (both need boxes='detector'; they run through the "
+                               "service's own pipeline, at background priority)")
 
 
 def resolve_in_root(root: Path, rel: str, what: str) -> Path:
@@ -102,6 +107,12 @@ def build_spec(kind: Literal["coco", "mpii"], req: EvalRequest, root: Path, defa
         boxes = resolve_in_root(root, req.boxes, "boxes")
         if not boxes.is_file():
             raise BadDataset(f"boxes {req.boxes!r}: no such detection-results file under the data root")
+    if req.source != "lgm" and kind == "mpii":
+        raise BadParameter(f"source {req.source!r}: MPII evaluation crops from its center/scale, no detector runs; "
+                           "only 'lgm' applies")
+    if req.source != "lgm" and req.boxes != "detector":
+        raise BadParameter(f"source {req.source!r} needs the detector's keypoints: give boxes='detector' "
+                           f"(boxes {req.boxes!r} have none)")
     det_conf = default_det_conf if req.det_conf is None else req.det_conf
     return EvalSpec(kind=kind, ann_file=ann, image_dir=images, boxes=boxes, flip=req.flip,
-                    max_images=req.max_images, det_conf=det_conf, request=req.model_dump())
+                    max_images=req.max_images, det_conf=det_conf, request=req.model_dump(), source=req.source)

@@ -1,12 +1,13 @@
-"""The service's request pipeline: bytes -> image -> person boxes -> the one top-down path -> poses.
+"""The service's request pipeline: bytes -> image -> person boxes (+ the detector's keypoints) -> poses of a source.
 
-The top-down steps are `model.inference.topdown.TopDown`'s (crop, flip, decode, scoring, OKS-NMS); only the
-forward pass differs from evaluation: it is the shared batcher. Each stage is timed once (app.pipeline.timing);
-the answer is one `PoseResult` (app.pipeline.results). Decode, cropping and post-processing run in
-worker threads (asyncio.to_thread), detection in its own single thread (Ultralytics is not thread-safe), the
-pose forward in the batcher's thread: the event loop only awaits. HTTP requests and WebSocket frames enter
-through `estimate_bytes`, whose admission control lets at most `queue_limit` of them inside
-decode+detect+pose at once (beyond: QueueFull, 503).
+The pose source (app.pipeline.sources) decides what runs after detection: `detector` scores YOLO's own keypoints
+(no crops, no batcher); `lgm` and `fused` run the one top-down path, `model.inference.topdown.TopDown`'s (crop,
+flip, decode, scoring, OKS-NMS), whose forward pass is the shared batcher; `fused` then combines both estimates.
+Each stage is timed once (app.pipeline.timing); the answer is one `PoseResult` (app.pipeline.results). Decode,
+cropping and post-processing run in worker threads (asyncio.to_thread), detection in its own single thread
+(Ultralytics is not thread-safe), the pose forward in the batcher's thread: the event loop only awaits. HTTP
+requests and WebSocket frames enter through `estimate_bytes`, whose admission control lets at most `queue_limit`
+of them inside decode+detect+pose at once (beyond: QueueFull, 503).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from app.pipeline.batcher import PRIORITY_BACKGROUND, PRIORITY_LIVE, DynamicBatc
 from app.pipeline.compute_gate import EVAL_CLIENT, ComputeGate
 from app.pipeline.decode import decode_probed, probe
 from app.pipeline.results import PoseResult
+from app.pipeline.sources import SOURCES, detector_poses, fused_poses, require_fusion, resolve
 from app.pipeline.timing import StageTimer
 from model.inference.detector import Detector
-from model.inference.topdown import TopDown
+from model.inference.fusion import Fusion
+from model.inference.topdown import Poses, PreparedCrops, TopDown
 
 
 class PixelBudget:
@@ -56,6 +59,7 @@ class PoseParams:
     """Per-request options; `boxes` (N, 4) x1y1x2y2 skip detection and are returned exactly.
 
     `kpt_thr` is the display threshold (joints drawn by /pose/render); scores follow the one scoring rule.
+    `pose_source_given`: the client named the source (a default `detector` with boxes answers with `lgm`).
     """
 
     det_conf: float
@@ -63,16 +67,23 @@ class PoseParams:
     max_persons: int
     boxes: np.ndarray | None = None
     box_scores: np.ndarray | None = None
+    pose_source: str = "lgm"
+    pose_source_given: bool = True
+
+    def source(self) -> tuple[str, str | None]:
+        """The source that answers, and a note when it is not the one asked (app.pipeline.sources.resolve)."""
+        return resolve(self.pose_source, self.boxes is not None, self.pose_source_given)
 
 
 class PosePipeline:
     """Owns the detector thread and the admission counter; shares the batcher with other callers."""
 
     def __init__(self, settings: Settings, topdown: TopDown, detector: Detector, batcher: DynamicBatcher,
-                 metrics: Metrics, gate: ComputeGate) -> None:
+                 metrics: Metrics, gate: ComputeGate, fusion: Fusion | None = None) -> None:
         self.settings = settings
         self.topdown = topdown
         self.detector = detector
+        self.fusion = fusion  # the served pose model's fitted rule (source `fused`); None: not available
         self.batcher = batcher
         self.metrics = metrics
         self.gate = gate
@@ -83,20 +94,26 @@ class PosePipeline:
     def close(self) -> None:
         self._detect_thread.shutdown(wait=False, cancel_futures=True)
 
+    def sources(self) -> list[str]:
+        """The pose sources this pipeline serves (`fused` only with a fitted rule)."""
+        return [s for s in SOURCES if s != "fused" or self.fusion is not None]
+
     @property
     def requests_in_progress(self) -> int:
         """Live POST /pose requests admitted and not yet answered."""
         return self._admitted
 
     def _detect(self, image: np.ndarray, conf: float, max_persons: int, priority: int,
-                client: Hashable) -> tuple[np.ndarray, np.ndarray]:
-        """Detection on the detector's thread, in the client's turn at the compute gate."""
+                client: Hashable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detection on the detector's thread, in the client's turn at the compute gate: boxes, scores and the
+        detector's own keypoints (N, K, 3)."""
         with self.gate.run_for(priority, client):
-            return self.detector.detect(image, conf, max_persons)
+            return self.detector.detect_with_keypoints(image, conf, max_persons)
 
-    def detect_blocking(self, image: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]:
+    def detect_blocking(self, image: np.ndarray, conf: float,
+                        max_persons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Background (evaluation) detection from another thread, on the detector's own thread (it is not
-        thread-safe)."""
+        thread-safe): boxes, scores and keypoints."""
         return self._detect_thread.submit(self._detect, image, conf, max_persons, PRIORITY_BACKGROUND,
                                           EVAL_CLIENT).result()
 
@@ -108,11 +125,13 @@ class PosePipeline:
         The one entry of live traffic: admission (503 beyond `queue_limit`), the decode limits, the pipeline.
         `client` shares compute fairly with others (a stream passes itself; default: this request alone).
         """
+        source, _ = params.source()  # a refused source is refused before any work
+        require_fusion(source, self.fusion)
         if self._admitted >= self.settings.queue_limit:
             raise QueueFull(f"service busy: {self._admitted} requests in progress (limit {self.settings.queue_limit})")
         self._admitted += 1
         try:
-            s, timer = self.settings, StageTimer(self.metrics)
+            s, timer = self.settings, StageTimer(self.metrics, source)
             with ExitStack() as held:
                 with timer.stage("decode"):
                     fmt, width, height = await asyncio.to_thread(probe, data, max_bytes or s.max_upload_bytes,
@@ -126,25 +145,49 @@ class PosePipeline:
 
     async def estimate_image(self, image: np.ndarray, params: PoseParams, priority: int = PRIORITY_LIVE,
                              client: Hashable | None = None, timer: StageTimer | None = None) -> PoseResult:
-        """Poses of a decoded BGR image. Client boxes skip the detector; `priority` orders the shared batcher."""
-        timer = timer or StageTimer(self.metrics)
+        """Poses of a decoded BGR image from the params' source. Client boxes skip the detector; `priority` orders
+        the shared batcher."""
+        source, note = params.source()
+        require_fusion(source, self.fusion)
+        timer = timer or StageTimer(self.metrics, source)
         client = client if client is not None else object()
         with timer.stage("detect"):
             if params.boxes is None:
-                boxes, box_scores = await asyncio.get_running_loop().run_in_executor(
+                boxes, box_scores, det_keypoints = await asyncio.get_running_loop().run_in_executor(
                     self._detect_thread, self._detect, image, params.det_conf, params.max_persons, priority, client)
             else:
-                boxes = params.boxes[: params.max_persons]
+                boxes, det_keypoints = params.boxes[: params.max_persons], None
                 box_scores = (params.box_scores[: len(boxes)] if params.box_scores is not None
                               else np.ones(len(boxes)))
-        with timer.stage("prepare"):
-            prepared = await asyncio.to_thread(self.topdown.prepare, image, boxes)  # off the detector thread
-        batch = await self.batcher.submit(prepared.inputs, priority, client)
-        timer.record("queue_wait", batch.queue_wait_s)
-        timer.record("pose", batch.forward_s)
-        timer.note("pose_per_person", batch.per_crop_s * (2 if prepared.flip else 1))
         h, w = image.shape[:2]
-        with timer.stage("postprocess"):
-            poses = await asyncio.to_thread(self.topdown.decode, prepared, batch.heatmaps, boxes, box_scores, (w, h))
-        self.metrics.persons_per_image.observe(len(poses))
-        return PoseResult(width=w, height=h, poses=poses, timing_ms=timer.finish(), batch_sizes=batch.batch_sizes)
+        batch_sizes: list[int] = []
+        if source == "detector":  # LGM-Pose does not run: no crops, no batcher
+            with timer.stage("postprocess"):
+                poses = await asyncio.to_thread(detector_poses, self.topdown, boxes, box_scores, det_keypoints,
+                                                (w, h))
+        else:
+            with timer.stage("prepare"):
+                prepared = await asyncio.to_thread(self.topdown.prepare, image, boxes)  # off the detector thread
+            batch = await self.batcher.submit(prepared.inputs, priority, client)
+            batch_sizes = batch.batch_sizes
+            timer.record("queue_wait", batch.queue_wait_s)
+            timer.record("pose", batch.forward_s)
+            timer.note("pose_per_person", batch.per_crop_s * (2 if prepared.flip else 1))
+            with timer.stage("postprocess"):
+                if source == "fused":
+                    poses = await asyncio.to_thread(self._fused, prepared, batch.heatmaps, det_keypoints, boxes,
+                                                    box_scores, (w, h))
+                else:
+                    poses = await asyncio.to_thread(self.topdown.decode, prepared, batch.heatmaps, boxes, box_scores,
+                                                    (w, h))
+        if timer.metrics is not None:
+            timer.metrics.persons_per_image.labels(source=source).observe(len(poses))
+        return PoseResult(width=w, height=h, poses=poses, timing_ms=timer.finish(), batch_sizes=batch_sizes,
+                          source=source, source_note=note)
+
+    def _fused(self, prepared: PreparedCrops, heatmaps: np.ndarray, det_keypoints: np.ndarray, boxes: np.ndarray,
+               box_scores: np.ndarray, image_wh: tuple[int, int]) -> Poses:
+        """Source `fused`: LGM-Pose's keypoints of these crops and the detector's, combined by the fitted rule."""
+        assert self.fusion is not None  # require_fusion
+        lgm = self.topdown.keypoints(prepared, heatmaps, image_wh)
+        return fused_poses(self.topdown, self.fusion, lgm, det_keypoints, boxes, box_scores, prepared.sizes, image_wh)

@@ -16,9 +16,10 @@ from app.core.http import capped_stream, read_capped, refuse_declared
 from app.core.settings import Settings
 from app.pipeline.decode import check_media_type
 from app.pipeline.pose_pipeline import PoseParams
+from app.pipeline.sources import parse_source
 
 MULTIPART_SLACK = 64 * 1024  # form boundaries and small fields on top of the image itself
-PARAM_NAMES = ("boxes", "det_conf", "kpt_thr", "max_persons", "format", "image_id")
+PARAM_NAMES = ("boxes", "det_conf", "kpt_thr", "max_persons", "pose_source", "format", "image_id")
 
 
 async def read_image_and_params(request: Request, settings: Settings) -> tuple[bytes, dict[str, str]]:
@@ -127,10 +128,14 @@ def parse_params(raw: dict[str, str], settings: Settings) -> PoseParams:
     """Validated PoseParams from raw strings; request limits never exceed the service settings."""
     params = PoseParams(det_conf=_option(raw, "det_conf", settings.detector_conf, settings),
                         kpt_thr=_option(raw, "kpt_thr", settings.kpt_score_threshold, settings),
-                        max_persons=int(_option(raw, "max_persons", settings.max_persons, settings)))
+                        max_persons=int(_option(raw, "max_persons", settings.max_persons, settings)),
+                        pose_source=settings.pose_source, pose_source_given=raw.get("pose_source") is not None)
+    if params.pose_source_given:
+        params.pose_source = parse_source(raw["pose_source"])
     if raw.get("boxes"):
         params.boxes, params.box_scores = parse_boxes(raw["boxes"], settings.max_persons)
         params.max_persons = settings.max_persons
+    params.source()  # `detector` asked with client boxes: 422 here
     image_id = raw.get("image_id")
     if image_id not in (None, "") and not (image_id.isdigit() and len(image_id) <= 16 and int(image_id) <= 2**53):
         raise BadParameter("image_id must be a whole number in [0, 2^53]")

@@ -25,6 +25,8 @@ class PoseResult:
     poses: Poses
     timing_ms: dict[str, float] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=list)
+    source: str = "lgm"  # the pose source of every person (app.pipeline.sources)
+    source_note: str | None = None  # why `source` is not the one asked (client boxes: no detector keypoints)
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -33,13 +35,13 @@ class PoseResult:
         """POST /pose's answer (app.pipeline.schemas.PoseResponse)."""
         p, names = self.poses, dataset.joint_names
         persons = [{"box": [float(v) for v in p.boxes[i]], "box_score": float(p.box_scores[i]),
-                    "pose_score": float(p.pose_scores[i]), "score": float(p.scores[i]),
+                    "pose_score": float(p.pose_scores[i]), "score": float(p.scores[i]), "source": self.source,
                     "keypoints": [{"name": names[j], "x": float(x), "y": float(y), "score": float(s)}
                                   for j, ((x, y), s) in enumerate(zip(p.keypoints[i], p.joint_scores[i], strict=True))]}
                    for i in range(len(p))]
         return {"image": {"width": self.width, "height": self.height}, "persons": persons,
                 "skeleton": [tuple(e) for e in dataset.skeleton], "timing_ms": self.timing_ms,
-                "batch_sizes": self.batch_sizes}
+                "batch_sizes": self.batch_sizes, "source": self.source, "source_note": self.source_note}
 
     def to_coco(self, image_id: int) -> list[dict[str, Any]]:
         """COCO keypoint result records (app.pipeline.schemas.CocoRecord), as `lgm-pose eval` writes them."""
@@ -60,8 +62,10 @@ class PoseResult:
         p = self.poses
         persons = [{"track_id": tid, "box": [round(float(v), 2) for v in p.boxes[i]],
                     "box_score": round(float(p.box_scores[i]), 4), "pose_score": round(float(p.pose_scores[i]), 4),
+                    "source": self.source,
                     "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
                                   for (x, y), s in zip(keypoints[i], p.joint_scores[i], strict=True)]}
                    for i, tid in enumerate(track_ids)]
         return {"type": "pose", "frame_id": frame_id, "width": self.width, "height": self.height, "persons": persons,
-                "latency_ms": round(latency_ms, 2), "timing_ms": self.timing_ms, "smoothing": smoothing}
+                "latency_ms": round(latency_ms, 2), "timing_ms": self.timing_ms, "smoothing": smoothing,
+                "source": self.source, "source_note": self.source_note}

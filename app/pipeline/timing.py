@@ -1,5 +1,6 @@
 """Timed stages, as Ultralytics' `ops.Profile`: each stage of one image is timed once, and that one number goes
-into the answer's `timing_ms` and the Prometheus histogram `lgm_pose_stage_duration_seconds{stage}`.
+into the answer's `timing_ms` and the Prometheus histogram `lgm_pose_stage_duration_seconds{stage, source}`
+(`source`: the pose source that answered; `detector` has no prepare, queue_wait or pose stage).
 
 Stages, in order: decode (header check and pixel decode), detect (the person detector, or the client's boxes),
 prepare (the crops of `TopDown.prepare`), queue_wait and pose (from the shared batcher), postprocess
@@ -19,8 +20,8 @@ from app.core.metrics import Metrics
 class StageTimer:
     """The stage times of one image (`timing_ms`, milliseconds), each also observed in `metrics`."""
 
-    def __init__(self, metrics: Metrics | None = None) -> None:
-        self.metrics = metrics
+    def __init__(self, metrics: Metrics | None = None, source: str = "lgm") -> None:
+        self.metrics, self.source = metrics, source
         self.start = time.perf_counter()
         self.timing_ms: dict[str, float] = {}
 
@@ -35,7 +36,7 @@ class StageTimer:
         """A stage measured elsewhere (the batcher's queue wait and forward time)."""
         self.note(name, seconds)
         if self.metrics is not None:
-            self.metrics.stage_duration.labels(stage=name).observe(seconds)
+            self.metrics.stage_duration.labels(stage=name, source=self.source).observe(seconds)
 
     def note(self, name: str, seconds: float) -> None:
         """A figure for `timing_ms` only (not a stage of the histogram)."""

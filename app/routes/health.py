@@ -21,12 +21,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness and which weights are served", responses={503: {}})
 async def readyz(service: ServiceDep) -> JSONResponse:
-    body: dict[str, Any] = {"ready": service.ready, "status": "ready" if service.ready else "loading"}
+    body: dict[str, Any] = {"ready": service.ready, "status": "ready" if service.ready else "loading",
+                            "pose_source": service.settings.pose_source}  # the default of requests and streams
     if service.load_error:
         body.update(status="failed", error=service.load_error)
     if service.info is not None:
         body["model"] = service.info.as_dict()
         body["detector"] = public_path(service.settings.resolved_detector_weights())
+    if service.pipeline is not None:
+        body["pose_sources"] = service.pipeline.sources()
     return JSONResponse(body, status_code=200 if service.ready else 503)
 
 

@@ -3,11 +3,12 @@
 Protocol (see also app/static/demo.js):
 - client -> server, binary: one JPEG/PNG/WebP/BMP image per message (at most `ws_max_frame_bytes`, else the
   socket closes with 1009).
-- client -> server, text JSON control: any of {"det_conf", "kpt_thr", "max_persons", "smoothing", "reset"}
-  (answered by {"type": "config", ...}) and/or {"frame_id", "timestamp_ms"} for the next binary frame.
-- server -> client: {"type": "hello", ...} on connect; {"type": "pose", "frame_id", "width", "height",
-  "persons": [{"track_id", "box", "box_score", "pose_score", "keypoints": [[x, y, score], ...]}],
-  "latency_ms", "timing_ms", "smoothing", "dropped", "totals"} per processed frame; {"type": "error",
+- client -> server, text JSON control: any of {"det_conf", "kpt_thr", "max_persons", "pose_source", "smoothing",
+  "reset"} (answered by {"type": "config", ...}) and/or {"frame_id", "timestamp_ms"} for the next binary frame.
+- server -> client: {"type": "hello", "params" (with the default pose_source), "pose_sources", ...} on connect;
+  {"type": "pose", "frame_id", "width", "height", "persons": [{"track_id", "box", "box_score", "pose_score",
+  "source", "keypoints": [[x, y, score], ...]}], "source", "source_note", "detected", "latency_ms", "timing_ms",
+  "smoothing", "dropped", "totals"} per processed frame; {"type": "error",
   "frame_id"?, "error": {"type", "message"}, "dropped", "totals"} for a bad frame or control message.
 
 Each stream has a receive task that always reads the socket and keeps only the newest unprocessed frame in a
@@ -15,6 +16,11 @@ one-slot mailbox (an older one is dropped and counted, so a client sending faste
 dropped frames, not a growing delay) and a process task that runs the shared pipeline (priority live, same
 batcher as POST /pose, the stream as one client at the compute gate) on the newest frame. Memory and latency
 per stream are bounded.
+
+Pose sources (app.pipeline.sources): with `detector` every frame is detected (there are no LGM-Pose keypoints to
+follow boxes with in between); with `lgm` and `fused` the detector runs every `ws_detect_every` frames, and on the
+frames between, whose boxes are followed from the last frame, `fused` has no detector keypoints: those persons
+come from `lgm` and say so (`source`, `source_note`). Tracking and smoothing are the same for every source.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +44,7 @@ from app.pipeline.batcher import PRIORITY_LIVE
 from app.pipeline.pose_pipeline import PoseParams
 from app.pipeline.request import parse_option
 from app.pipeline.results import PoseResult
+from app.pipeline.sources import SOURCES, parse_source
 from app.state import ServiceState
 from app.stream.propagation import DetectionSchedule
 from app.stream.smoothing import TrackSmoother
@@ -63,6 +71,7 @@ class StreamState:
     smoothing: bool
     tracker: IouTracker
     smoother: TrackSmoother
+    pose_source: str = "lgm"
     schedule: DetectionSchedule = field(default_factory=DetectionSchedule)
     slot: Frame | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -77,7 +86,7 @@ class StreamState:
 
     def params(self) -> dict[str, Any]:
         return {"det_conf": self.det_conf, "kpt_thr": self.kpt_thr, "max_persons": self.max_persons,
-                "smoothing": self.smoothing}
+                "pose_source": self.pose_source, "smoothing": self.smoothing}
 
     def totals(self) -> dict[str, int]:
         return {"received": self.received, "processed": self.processed, "dropped": self.dropped,
@@ -98,7 +107,7 @@ class ControlError(ValueError):
     """A control message the server cannot apply."""
 
 
-def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
+def apply_control(st: StreamState, msg: Any, settings: Settings, sources: Sequence[str] = SOURCES) -> bool:
     """Apply a JSON control message; True when it changed parameters (the client gets a config answer).
 
     Pose options are validated by the same rule as POST /pose's (`parse_option`); all or nothing.
@@ -106,7 +115,13 @@ def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
     if not isinstance(msg, dict):
         raise ControlError("a control message is a JSON object")
     try:
-        options = {k: parse_option(k, msg[k], settings) for k in ("det_conf", "kpt_thr", "max_persons") if k in msg}
+        options: dict[str, Any] = {k: parse_option(k, msg[k], settings)
+                                   for k in ("det_conf", "kpt_thr", "max_persons") if k in msg}
+        if "pose_source" in msg:
+            options["pose_source"] = parse_source(msg["pose_source"])
+            if options["pose_source"] not in sources:
+                raise BadParameter(f"pose_source {options['pose_source']!r} is not served here (no fitted fusion "
+                                   f"rule); served: {', '.join(sources)}")
     except BadParameter as exc:
         raise ControlError(exc.message) from None
     if "smoothing" in msg and not isinstance(msg["smoothing"], bool):
@@ -120,6 +135,8 @@ def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
         raise ControlError("timestamp_ms must be a finite number")
     for key, value in options.items():
         setattr(st, key, value)
+    if "pose_source" in options:  # another source: follow nothing from the last one
+        st.schedule.reset()
     if "smoothing" in msg:
         st.smoothing = msg["smoothing"]
         st.smoother.reset()
@@ -131,7 +148,7 @@ def apply_control(st: StreamState, msg: Any, settings: Settings) -> bool:
         st.next_frame_id = frame_id
     if timestamp is not None:
         st.next_timestamp_s = float(timestamp) / 1000.0
-    return any(k in msg for k in ("det_conf", "kpt_thr", "max_persons", "smoothing", "reset"))
+    return any(k in msg for k in ("det_conf", "kpt_thr", "max_persons", "pose_source", "smoothing", "reset"))
 
 
 def pose_message(st: StreamState, frame: Frame, result: PoseResult, latency_ms: float) -> dict[str, Any]:
@@ -156,10 +173,12 @@ class PoseStream:
         self.metrics = self.service.metrics
         self.st = StreamState(
             det_conf=s.detector_conf, kpt_thr=s.kpt_score_threshold, max_persons=s.max_persons,
-            smoothing=s.ws_smoothing, tracker=IouTracker(s.tracker_iou_threshold, s.tracker_max_age),
+            pose_source=s.pose_source, smoothing=s.ws_smoothing,
+            tracker=IouTracker(s.tracker_iou_threshold, s.tracker_max_age),
             smoother=TrackSmoother(s.one_euro_min_cutoff, s.one_euro_beta, s.one_euro_d_cutoff),
             schedule=DetectionSchedule(s.ws_detect_every, s.ws_redetect_pose_score, s.kpt_score_threshold))
         self.close_code: int | None = None
+        self.sources = service.ready_pipeline().sources()
         self.client = object()  # its account at the compute gate (a token: the ledger never holds the stream)
 
     async def send(self, msg: dict[str, Any]) -> None:
@@ -208,7 +227,7 @@ class PoseStream:
                 st.arrived.set()
             elif text is not None:
                 try:
-                    if apply_control(st, json.loads(text), self.settings):
+                    if apply_control(st, json.loads(text), self.settings, self.sources):
                         await self.send({"type": "config", "params": st.params()})
                 except (json.JSONDecodeError, RecursionError, ValueError) as exc:  # ControlError is a ValueError
                     reason = str(exc) if isinstance(exc, ControlError) else f"not JSON ({type(exc).__name__})"
@@ -225,8 +244,10 @@ class PoseStream:
             if frame is None:
                 continue
             try:  # the same decode and admission entry as POST /pose
-                params = PoseParams(det_conf=st.det_conf, kpt_thr=st.kpt_thr, max_persons=st.max_persons)
-                propagated = st.schedule.next_boxes()  # between detections: boxes from the last keypoints
+                params = PoseParams(det_conf=st.det_conf, kpt_thr=st.kpt_thr, max_persons=st.max_persons,
+                                    pose_source=st.pose_source)
+                # between detections: boxes from the last keypoints (`detector`: every frame is detected)
+                propagated = st.schedule.next_boxes() if st.pose_source != "detector" else None
                 if propagated is not None:
                     params.boxes, params.box_scores = propagated
                 image, result = await pipeline.estimate_bytes(frame.data, params, PRIORITY_LIVE, s.ws_max_frame_bytes,
@@ -251,7 +272,8 @@ class PoseStream:
         """Hello, then both loops until either ends (disconnect, 1009, send failure); cancel the other."""
         dataset = self.service.meta.dataset
         await self.send({"type": "hello", "keypoint_names": list(dataset.joint_names), "skeleton": dataset.skeleton,
-                         "params": self.st.params(), "max_frame_bytes": self.settings.ws_max_frame_bytes})
+                         "params": self.st.params(), "pose_sources": self.sources,
+                         "max_frame_bytes": self.settings.ws_max_frame_bytes})
         tasks = [asyncio.create_task(self.receive_loop(), name="ws-receive"),
                  asyncio.create_task(self.process_loop(), name="ws-process")]
         try:

@@ -9,8 +9,9 @@ The steps are split so the service can run the forward pass elsewhere:
     poses = topdown.decode(prepared, heatmaps, boxes, box_scores, image_wh)   # flip-average, decode, score
 
 `ScoringRule` is the one rule for every output (JSON, COCO records, streams, evaluation): keypoints clipped
-into the image; pose score = mean of the joint scores above `joint_threshold` (0 when none is); instance
-score = box score x pose score; greedy OKS-NMS per image at `oks_nms_threshold` (poses kept in input order).
+into the image, joint scores into [0, 1] (a heatmap peak can pass 1 a little); pose score = mean of the joint
+scores above `joint_threshold` (0 when none is); instance score = box score x pose score; greedy OKS-NMS per
+image at `oks_nms_threshold` (poses kept in input order).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 from model.data import geometry
 from model.data.datasets import COCO
 from model.data.meta import PoseMeta
+from model.inference.fusion import clip_scores
 
 Runner = Callable[[np.ndarray], np.ndarray]
 RESCORE_THRESHOLD = 0.2
@@ -158,7 +160,8 @@ class TopDown:
     # heatmaps -> keypoints ----------------------------------------------------------------------------------
     def keypoints(self, prepared: PreparedCrops, heatmaps: np.ndarray,
                   image_wh: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
-        """Flip-average, decode and map to image pixels (clipped into the image when the rule says so)."""
+        """Flip-average, decode and map to image pixels (clipped into the image when the rule says so); joint scores
+        in [0, 1]."""
         n, k = len(prepared), self.dataset.num_joints
         if n == 0:
             return np.zeros((0, k, 2)), np.zeros((0, k))
@@ -170,7 +173,7 @@ class TopDown:
         if self.rule.clip_to_image and image_wh is not None:
             points[..., 0] = points[..., 0].clip(0, image_wh[0] - 1)
             points[..., 1] = points[..., 1].clip(0, image_wh[1] - 1)
-        return points, scores.astype(np.float64)
+        return points, clip_scores(scores)  # where LGM-Pose's scores leave the model path
 
     def decode(self, prepared: PreparedCrops, heatmaps: np.ndarray, boxes_xyxy: np.ndarray,
                box_scores: np.ndarray, image_wh: tuple[int, int] | None) -> Poses:
