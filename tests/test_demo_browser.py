@@ -144,7 +144,7 @@ def test_browser_demo_draws_keypoints(server: ServerProcess, bus_image: np.ndarr
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "demo_browser.png"
     shot.unlink(missing_ok=True)
-    page_url = server.url + "/?autostart=1&kpt_thr=0"  # random test weights: low keypoint scores
+    page_url = server.url + "/?autostart=1&kpt_thr=0&pose_source=detector"  # random test weights: low scores
     t0 = time.perf_counter()
     browser = Chromium(page_url, y4m, profile)
     try:
@@ -156,6 +156,7 @@ def test_browser_demo_draws_keypoints(server: ServerProcess, bus_image: np.ndarr
     assert stats.get("poseMessages", 0) >= 5, (stats, "".join(browser.log[-30:]))
     assert stats["personsDrawn"] >= 3 and stats["keypointsDrawn"] >= 17 * 3 and stats["errors"] == 0
     assert stats["page"]["video"] == [640, 480]
+    assert stats["source"] == "detector" and "source detector" in stats["page"]["text"]  # the source switch
     assert int(stats["page"]["messages"]) >= 5 and "persons drawn" in stats["page"]["title"]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000

@@ -34,7 +34,8 @@ SERVICE_TARGET = "lgm-pose:8000"
 # Grafana's interval variables -> windows that hold several 1 s scrapes
 KEY = "prometheus-stack-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m", "$replica": ".*"}  # replica: All
+GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "5s", "$__range": "1m", "$replica": ".*",
+                "$source": ".*"}  # replica, source: All
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240),
               pytest.mark.skipif(not PROMETHEUS.exists(), reason="/usr/bin/prometheus not installed")]

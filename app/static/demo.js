@@ -11,7 +11,7 @@ const MAX_SIDE = 640;
 const COLORS = ["#ff3b30", "#34c759", "#0a84ff", "#ffcc00", "#af52de", "#ff9500", "#5ac8fa", "#ff2d55"];
 
 const stats = { connected: false, framesSent: 0, messages: 0, poseMessages: 0, errors: 0, personsDrawn: 0,
-  lastPersons: 0, keypointsDrawn: 0, dropped: 0, fps: 0, latencyMs: 0, serverLatencyMs: 0 };
+  lastPersons: 0, keypointsDrawn: 0, dropped: 0, fps: 0, latencyMs: 0, serverLatencyMs: 0, source: "" };
 window.demoStats = stats;
 
 let ws = null;
@@ -38,21 +38,34 @@ function connect() {
 
 function sendParams() {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
-  ws.send(JSON.stringify({
+  const params = {
     smoothing: document.getElementById("smoothing").checked,
     det_conf: parseFloat(document.getElementById("det_conf").value),
     kpt_thr: parseFloat(document.getElementById("kpt_thr").value),
-  }));
+  };
+  const source = document.getElementById("pose_source").value;
+  if (source) params.pose_source = source;  // empty until the hello said which sources are served
+  ws.send(JSON.stringify(params));
+}
+
+// the source switch: the sources the server serves (hello), its default selected unless one was chosen already
+function fillSources(hello) {
+  const select = document.getElementById("pose_source");
+  const wanted = select.value || query.get("pose_source") || hello.params.pose_source;
+  select.replaceChildren(...hello.pose_sources.map((s) => new Option(s, s)));
+  select.value = hello.pose_sources.includes(wanted) ? wanted : hello.params.pose_source;
+  if (select.value !== hello.params.pose_source) sendParams();
 }
 
 function onMessage(msg) {
   stats.messages += 1;
-  if (msg.type === "hello") { skeleton = msg.skeleton; return; }
+  if (msg.type === "hello") { skeleton = msg.skeleton; fillSources(msg); return; }
   if (msg.type === "config") return;
   if (msg.type === "error") stats.errors += 1;
   if (msg.type === "pose") {
     stats.poseMessages += 1;
     stats.serverLatencyMs = msg.latency_ms;
+    stats.source = msg.source;
     draw(msg);
   }
   if (typeof msg.dropped === "number") stats.dropped += msg.dropped;
@@ -103,8 +116,9 @@ function render(note) {
   statsEl.dataset.persons = String(stats.lastPersons);
   statsEl.dataset.drawn = String(stats.personsDrawn);
   statsEl.dataset.keypoints = String(stats.keypointsDrawn);
+  statsEl.dataset.source = stats.source;
   statsEl.textContent = (note ? note + "\n" : "") +
-    `fps ${stats.fps.toFixed(1)}  latency ${stats.latencyMs.toFixed(0)} ms (server ${stats.serverLatencyMs} ms)\n` +
+    `source ${stats.source || "-"}  fps ${stats.fps.toFixed(1)}  latency ${stats.latencyMs.toFixed(0)} ms (server ${stats.serverLatencyMs} ms)\n` +
     `sent ${stats.framesSent}  pose messages ${stats.poseMessages}  persons ${stats.lastPersons}  ` +
     `drawn ${stats.personsDrawn}  dropped ${stats.dropped}  errors ${stats.errors}`;
   document.title = `LGM-Pose demo: ${stats.poseMessages} messages, ${stats.personsDrawn} persons drawn`;
@@ -148,10 +162,10 @@ document.getElementById("file").onchange = (ev) => {
   video.src = URL.createObjectURL(file);
   video.play().then(pump);
 };
-for (const id of ["smoothing", "det_conf", "kpt_thr"]) document.getElementById(id).onchange = sendParams;
+for (const id of ["smoothing", "det_conf", "kpt_thr", "pose_source"]) document.getElementById(id).onchange = sendParams;
 video.addEventListener("playing", pump);
 
-// ?det_conf=0.3&kpt_thr=0&smoothing=0 preset the controls; ?autostart starts the camera at once
+// ?det_conf=0.3&kpt_thr=0&smoothing=0&pose_source=fused preset the controls; ?autostart starts the camera at once
 const query = new URLSearchParams(location.search);
 for (const id of ["det_conf", "kpt_thr"]) if (query.has(id)) document.getElementById(id).value = query.get(id);
 if (query.has("smoothing")) document.getElementById("smoothing").checked = query.get("smoothing") !== "0";
