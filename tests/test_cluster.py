@@ -200,6 +200,30 @@ def test_both_replicas_serve(cluster: ServerProcess, bus_path: Path) -> None:
     assert seen == live, (seen, live)
 
 
+def test_the_pose_source_passes_through(cluster: ServerProcess, bus_path: Path) -> None:
+    """`pose_source` reaches the replicas unchanged (query and stream control), and so does the answer's source."""
+    from websockets.sync.client import connect
+
+    image, headers = bus_path.read_bytes(), {"Content-Type": "image/jpeg", **AUTH}
+    for source in ("lgm", "detector", "fused"):
+        r = httpx.post(cluster.url + "/pose", params={"pose_source": source}, content=image, headers=headers,
+                       timeout=90)
+        assert r.status_code == 200 and r.headers["x-pose-source"] == source, r.text
+        assert {p["source"] for p in r.json()["persons"]} == {source}
+    refused = httpx.post(cluster.url + "/pose", params={"pose_source": "detector", "boxes": "[[0, 0, 50, 90]]"},
+                         content=image, headers=headers, timeout=90)
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "bad_parameter", refused.text
+    with connect(cluster.url.replace("http://", "ws://") + "/ws/pose", additional_headers=AUTH, max_size=None,
+                 open_timeout=30) as ws:
+        assert "fused" in json.loads(ws.recv(timeout=30))["pose_sources"]
+        ws.send(json.dumps({"pose_source": "fused"}))
+        assert json.loads(ws.recv(timeout=30))["params"]["pose_source"] == "fused"
+        ws.send(image)
+        while (msg := json.loads(ws.recv(timeout=60)))["type"] != "pose":
+            assert msg["type"] != "error", msg
+    assert msg["source"] == "fused" and {p["source"] for p in msg["persons"]} == {"fused"}
+
+
 def test_a_stream_survives_another_replicas_failure(cluster: ServerProcess, bus_path: Path) -> None:
     from websockets.sync.client import connect
 
