@@ -71,6 +71,46 @@ def test_service_coco_output_equals_eval(server: LiveServer, weights: Path, data
         assert abs(ours["score"] - theirs["score"]) <= 0.001
 
 
+def test_service_sources_equal_eval_sources(server: LiveServer, weights: Path, data_root: Path,
+                                           tmp_path: Path) -> None:
+    """Each pose source of the service (`?format=coco&pose_source=...`, its detector's boxes) equals the offline
+    sources of `lgm-pose eval --source` / `lgm-pose compare` on the same images: 1 px (the service clips the detector's
+    keypoints into [0, w-1] as LGM-Pose's, the offline pairs keep the detector's [0, w]), 0.001 in score."""
+    from model.eval.compare import source_estimates
+    from model.eval.fusion_fit import collect_pairs, source_records
+    from model.inference.loader import build_detector
+    from model.inference.topdown import TopDown
+
+    source = data_root / "coco-mini" / "annotations" / "person_keypoints_train2017.json"
+    image_dir = data_root / "coco-mini" / "images" / "train2017"
+    coco = json.loads(source.read_text())
+    ids = sorted({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0})[:4]
+    ann = tmp_path / "subset.json"
+    ann.write_text(json.dumps(dict(coco, images=[i for i in coco["images"] if i["id"] in ids],
+                                   annotations=[a for a in coco["annotations"] if a["image_id"] in ids])))
+    runner = TorchRunner(load_model(weights))
+    topdown = TopDown(runner.meta, flip=True)  # as the server (flip_test on)
+    s = server.settings
+    detector = build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, s.detector_backend,
+                              s.onnx_cache_dir)
+    pairs = collect_pairs(ann, image_dir, runner, topdown, detector, s.detector_conf, s.max_persons)
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    for name, (xy, scores) in source_estimates(pairs, runner.fusion).items():
+        expected = source_records(pairs, xy, scores, topdown)
+        served = []
+        for image_id in ids:
+            r = httpx.post(server.url + "/pose", params={"format": "coco", "image_id": image_id, "pose_source": name},
+                           content=(image_dir / files[image_id]).read_bytes(), headers={"Content-Type": "image/jpeg"},
+                           timeout=120)
+            assert r.status_code == 200, r.text
+            served += r.json()
+        assert len(served) == len(expected) >= 4, name
+        for ours, theirs in zip(served, expected, strict=True):
+            a, b = (np.array(r["keypoints"]).reshape(-1, 3) for r in (ours, theirs))
+            assert ours["image_id"] == theirs["image_id"] and np.abs(a[:, :2] - b[:, :2]).max() <= 1.0, name
+            assert np.abs(a[:, 2] - b[:, 2]).max() <= 0.001 and abs(ours["score"] - theirs["score"]) <= 0.001, name
+
+
 def test_mpii_checkpoint_served_with_mpii_joint_names(data_root: Path, tmp_path: Path, bus_path: Path) -> None:
     """An MPII model, served through its ONNX export (metadata read back without torch), answers in MPII joints."""
     from websockets.sync.client import connect
