@@ -21,6 +21,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 from live_server import LiveServer  # noqa: E402
 
 from app.core.settings import Settings  # noqa: E402
+from app.pipeline.schemas import ReadyResponse, ServedModel  # noqa: E402
 from model.data.datasets import COCO  # noqa: E402
 from model.inference.yolo import load_yolo  # noqa: E402
 
@@ -45,6 +46,17 @@ def test_default_checkpoint_is_the_trained_one(server: LiveServer) -> None:
     model = server.ready["model"]
     assert model["weights"] == "weights/lgm_pose_coco_256x192.pt"  # the default file (shown relative to the repo)
     assert model["weights_loaded"] is True
+
+
+def test_readyz_says_what_a_client_needs_and_no_more(server: LiveServer) -> None:
+    """The shipped checkpoint carries its training record (data paths, run folders): /readyz shows none of it, only
+    the documented fields (ReadyResponse), and no path of the serving machine."""
+    ready = httpx.get(server.url + "/readyz", timeout=10).json()
+    assert set(ready) <= set(ReadyResponse.model_fields) and set(ready["model"]) == set(ServedModel.model_fields)
+    assert ready["ready"] is True and ready["pose_source"] in ready["pose_sources"]
+    text = json.dumps(ready)
+    assert "/work" not in text and "shared" not in text and "runs/" not in text and str(Path.home()) not in text
+    assert not any(value.startswith("/") for value in ready["model"].values() if isinstance(value, str))
 
 
 @pytest.mark.parametrize("image", ["bus.jpg", "zidane.jpg"])

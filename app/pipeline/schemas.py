@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from app.pipeline.sources import PoseSource
@@ -54,3 +56,29 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ServedModel(BaseModel):
+    """The pose network served: what a client needs to read its answers (no training record, no paths)."""
+
+    config: str = Field(description="network configuration, e.g. coco_256x192")
+    dataset: str = Field(description="keypoint set: coco (17 joints) or mpii (16)")
+    num_joints: int
+    input_hw: tuple[int, int] = Field(description="crop size the network reads, height and width")
+    heatmap_hw: tuple[int, int]
+    weights: str = Field(description="weights file, relative to the repository or by name")
+    weights_loaded: bool = Field(description="False: random initial weights (untrained)")
+    backend: str = Field(description="torch or onnxruntime")
+    device: str
+
+
+class ReadyResponse(BaseModel):
+    """/readyz: readiness and what is served. The one documented field list (README: Endpoints)."""
+
+    ready: bool
+    status: Literal["ready", "loading", "failed"]
+    error: str | None = Field(None, description="why loading failed")
+    pose_source: PoseSource = Field(description="default pose source of requests and streams")
+    pose_sources: list[PoseSource] | None = Field(None, description="sources this server can answer with")
+    model: ServedModel | None = None
+    detector: str | None = Field(None, description="person detector weights, relative to the repository or by name")

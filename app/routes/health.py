@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, require_key_for_metrics
-from app.pipeline.schemas import ErrorResponse
+from app.pipeline.schemas import ErrorResponse, ReadyResponse, ServedModel
 from model.inference.loader import public_path
 
 router = APIRouter(tags=["health"])
-
 
 @router.get("/healthz", summary="Liveness")
 async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
-
-@router.get("/readyz", summary="Readiness and which weights are served", responses={503: {}})
+@router.get("/readyz", summary="Readiness and what is served", response_model=ReadyResponse,
+            responses={503: {"model": ReadyResponse}})
 async def readyz(service: ServiceDep) -> JSONResponse:
-    body: dict[str, Any] = {"ready": service.ready, "status": "ready" if service.ready else "loading",
-                            "pose_source": service.settings.pose_source}  # the default of requests and streams
+    body = ReadyResponse(ready=service.ready, status="ready" if service.ready else "loading",
+                         pose_source=service.settings.pose_source)
     if service.load_error:
-        body.update(status="failed", error=service.load_error)
+        body.status, body.error = "failed", service.load_error
     if service.info is not None:
-        body["model"] = service.info.as_dict()
-        body["detector"] = public_path(service.settings.resolved_detector_weights())
+        body.model = ServedModel.model_validate(service.info.as_dict())
+        body.detector = public_path(service.settings.resolved_detector_weights())
     if service.pipeline is not None:
-        body["pose_sources"] = service.pipeline.sources()
-    return JSONResponse(body, status_code=200 if service.ready else 503)
-
+        body.pose_sources = list(service.pipeline.sources())
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if service.ready else 503)
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             dependencies=[Depends(require_key_for_metrics)], responses={401: {"model": ErrorResponse}})

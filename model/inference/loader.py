@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,10 @@ class ModelInfo:
     weights_loaded: bool  # False: random initial weights
     backend: str
     device: str
-    onnx_path: str | None = None
-    checkpoint_meta: dict[str, Any] = field(default_factory=dict)
+    onnx_path: str | None = None  # the cached export, for the start-up log (not on /readyz)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["weights_state"] = "loaded from file" if self.weights_loaded else "RANDOM INIT (untrained)"
-        return data
+        return asdict(self)
 
 
 def build_runner(weights: Path, config: str | None = None, backend: str = "onnxruntime", device: str = "cpu",
@@ -65,7 +62,7 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
     from model.inference.runners import TorchRunner
     from model.inference.torch_loader import load_network, onnx_export_cached
 
-    model, loaded, meta = load_network(weights_path, config)
+    model, loaded, _ = load_network(weights_path, config)
     onnx_path: Path | None = None
     if backend == "onnxruntime":
         if device != "cpu":
@@ -76,16 +73,16 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
     else:
         runner = TorchRunner(model, device, fp16)
     shown = public_path(weights_path) if loaded else f"random-init (missing {public_path(weights_path)})"
-    return runner, _info(runner, model.cfg.name, shown, loaded, backend, device, onnx_path, meta)
+    return runner, _info(runner, model.cfg.name, shown, loaded, backend, device, onnx_path)
 
 
 def _info(runner: Runner, config: str, weights: str, loaded: bool, backend: str, device: str,
-          onnx_path: Path | None, meta: dict[str, Any]) -> ModelInfo:
+          onnx_path: Path | None) -> ModelInfo:
     codec = runner.meta.codec
     return ModelInfo(config=config, input_hw=tuple(codec.input_hw), heatmap_hw=tuple(codec.heatmap_hw),
                      num_joints=runner.meta.dataset.num_joints, dataset=runner.meta.dataset.name, weights=weights,
                      weights_loaded=loaded, backend=backend, device=device,
-                     onnx_path=public_path(onnx_path) if onnx_path else None, checkpoint_meta=meta)
+                     onnx_path=public_path(onnx_path) if onnx_path else None)
 
 
 def build_detector(weights: Path, device: str = "cpu", imgsz: int = 640, fp16: bool = False,
