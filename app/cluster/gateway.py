@@ -35,6 +35,7 @@ from app.core.security import check_key, origin_allowed
 from app.core.settings import Settings
 
 log = logging.getLogger("lgm_pose.cluster")
+REQUEST_ID_HEADER = "x-request-id"  # Ray Serve's proxy adds it to every answer
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 HOP_BY_HOP = {"host", "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length",
               "proxy-authorization", "proxy-connection"}
@@ -42,9 +43,17 @@ RETRYABLE_POSTS = ("/pose", "/pose/render")  # pure computations: safe to send a
 gateway_app = FastAPI(title="LGM-Pose cluster gateway", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+def _request_id(request: Request) -> str:
+    """The request's id: the proxy has made it the service's (app.cluster.request_ids) and will answer with it."""
+    return request_id(request.headers.get(REQUEST_ID_HEADER))
+
+
 def _error(request: Request, exc: ServiceError) -> JSONResponse:
-    """The gateway's own errors in the service's shape, with the client's request id (or a new one)."""
-    return service_error_response(exc, request_id(request.headers.get("x-request-id")))
+    """The gateway's own errors in the service's shape, with the request's id in the body; the header is the
+    proxy's (one copy)."""
+    response = service_error_response(exc, _request_id(request))
+    del response.headers[REQUEST_ID_HEADER]
+    return response
 
 
 gateway_app.add_exception_handler(ServiceError, _error)
@@ -152,7 +161,8 @@ class Gateway:
     @gateway_app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
     async def forward(self, request: Request, path: str) -> Response:
         body = await read_capped(request, self.body_limit)
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | {REQUEST_ID_HEADER}]
+        headers.append((REQUEST_ID_HEADER, _request_id(request)))  # the replica's body says the same id
         method, full_path = request.method, "/" + path
         retryable = method in ("GET", "HEAD", "OPTIONS") or (method == "POST" and full_path in RETRYABLE_POSTS)
         attempts = 1 + (self.cluster.retries if retryable else 0)
@@ -169,7 +179,8 @@ class Gateway:
                 raise ReplicaUnavailable(f"cluster busy or no replica up: {type(exc).__name__}") from None
             except TimeoutError:
                 raise ReplicaUnavailable(f"no answer within {self.cluster.request_timeout_s:g} s") from None
-            response_headers = {k: v for k, v in out["headers"] if k.lower() not in HOP_BY_HOP}
+            response_headers = {k: v for k, v in out["headers"]
+                                if k.lower() not in HOP_BY_HOP | {REQUEST_ID_HEADER}}  # the proxy's copy stays
             response_headers["X-Replica"] = out["replica"]
             response_headers["X-Attempts"] = str(attempt + 1)  # more than 1: a replica died with the request
             return Response(out["body"], status_code=out["status"], headers=response_headers)

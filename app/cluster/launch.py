@@ -21,6 +21,8 @@ RAY_ENV = {
     "RAY_max_direct_call_object_size": str(16 << 20),  # images travel inline to the replica, not through the
                                                        # object store (10 ms more per request here)
     "RAY_worker_niceness": "0",  # replicas compute at normal priority, as the single-box server does
+    # one X-Request-ID per answer, the one in error bodies (app.cluster.request_ids)
+    "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "app.cluster.request_ids.proxy_middlewares",
 }
 
 
