@@ -63,8 +63,12 @@ async def _start(state: ServiceState) -> None:
     try:
         detector, runner, info = await asyncio.to_thread(_load, s)
         if s.pose_source == "fused" and runner.fusion is None:
-            raise RuntimeError(f"LGM_POSE_POSE_SOURCE=fused, but the pose weights {info.weights} carry no fitted "
-                               "fusion rule (run `lgm-pose fit-fusion`, or choose 'detector' or 'lgm')")
+            if "pose_source" in s.model_fields_set:  # asked for by name: say so rather than serve something else
+                raise RuntimeError(f"LGM_POSE_POSE_SOURCE=fused, but the pose weights {info.weights} carry no fitted "
+                                   "fusion rule (run `lgm-pose fit-fusion`, or choose 'detector' or 'lgm')")
+            log.warning("the pose weights %s carry no fitted fusion rule: the default pose source is 'detector'",
+                        info.weights)
+            s.pose_source = "detector"
         state.info, state.meta = info, runner.meta
         state.metrics.set_model_info(config=info.config, input_size=f"{info.input_hw[1]}x{info.input_hw[0]}",
                                      device=info.device, backend=info.backend, weights=info.weights)

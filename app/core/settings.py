@@ -30,9 +30,10 @@ class Settings(BaseSettings):
         None, description="default: onnxruntime on cpu (exported once, cached like the pose export), torch on cuda")
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     pose_source: Literal["lgm", "detector", "fused"] = Field(
-        "detector", description="default pose source of requests and streams: 'detector' (YOLO11n-pose's own "
-        "keypoints; LGM-Pose does not run), 'lgm' (LGM-Pose top-down on the detector's boxes) or 'fused' (both, "
-        "combined per joint by the rule fitted with the pose weights)")
+        "fused", description="default pose source of requests and streams: 'fused' (both networks, combined per "
+        "joint by the rule fitted with the pose weights; chosen on validation, README: pose sources), 'detector' "
+        "(YOLO11n-pose's own keypoints; LGM-Pose does not run) or 'lgm' (LGM-Pose top-down on the detector's "
+        "boxes). Left unset, weights without a fitted rule serve 'detector'; set to 'fused', they fail to start")
     detector_imgsz: int = Field(640, ge=32)
     max_persons: int = Field(20, ge=1)
     flip_test: bool | None = Field(None, description="average with the mirrored crop's heatmaps: twice the pose "
