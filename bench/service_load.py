@@ -1,11 +1,13 @@
 """`lgm-pose bench service`: POST /pose of bus.jpg on a live server, against YOLO11n-pose alone, side by side.
 
-For each concurrency level: requests/s and p50/p95/p99 latency over HTTP, plus the LGM-Pose pose stage per
-person and the detection time, both from the responses' timing_ms. The comparison rows run yolo11n-pose
-in-process on the same image, sequentially (what a user would otherwise pick for multi-person pose): in the
-service detector's runtime (ONNX Runtime, same input size and threads: boxes and its own keypoints) and as
-Ultralytics' eager PyTorch default. `--runs N` repeats everything N times in alternation (paired) and reports
-medians; without `--url` a fresh `lgm-pose serve` (the environment's settings) is started.
+For each pose source (`--sources`, default all three) and concurrency level: requests/s and p50/p95/p99 latency
+over HTTP, plus the LGM-Pose pose stage per person and the detection time, both from the responses' timing_ms.
+The comparison rows run yolo11n-pose in-process on the same JPEG bytes (decoded each time, as the service
+decodes each request), sequentially (what a user would otherwise pick for multi-person pose): in the service
+detector's runtime (ONNX Runtime, same input size and threads: boxes and its own keypoints) and as Ultralytics'
+eager PyTorch default; and behind HTTP, as the smallest service (bench.yolo_service): the fair baseline of
+the `detector` source, which pays the same round trip. `--runs N` repeats everything N times in alternation
+(paired) and reports medians; without `--url` a fresh `lgm-pose serve` (the environment's settings) is started.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,8 +44,9 @@ def _row(name: str, concurrency: int, latencies: list[float], wall: float, error
             "pose_per_person_ms": _pct(pose_per_person_ms, 50)}
 
 
-async def load_level(url: str, data: bytes, concurrency: int, requests: int) -> dict[str, Any]:
-    """`requests` POST /pose over `concurrency` connections; one result row."""
+async def load_level(url: str, data: bytes, concurrency: int, requests: int, source: str,
+                     name: str | None = None) -> dict[str, Any]:
+    """`requests` POST /pose?pose_source=`source` over `concurrency` connections; one result row."""
     import httpx
 
     latencies: list[float] = []
@@ -54,14 +59,18 @@ async def load_level(url: str, data: bytes, concurrency: int, requests: int) -> 
         nonlocal errors
         for _ in todo:
             t = time.perf_counter()
-            r = await client.post(url.rstrip("/") + "/pose", content=data, headers={"Content-Type": "image/jpeg"})
+            r = await client.post(url.rstrip("/") + "/pose", content=data, headers={"Content-Type": "image/jpeg"},
+                                  params={"pose_source": source})
             if r.status_code != 200:
                 errors += 1
                 continue
             latencies.append(time.perf_counter() - t)
             body = r.json()
+            if "timing_ms" not in body:  # the YOLO-alone service times nothing
+                continue
             detect_ms.append(body["timing_ms"]["detect"])
-            if body["persons"]:  # forward time shared out over the crops of each batch
+            if body["persons"] and "pose" in body["timing_ms"]:  # forward time shared out over each batch's crops
+                # (`detector` runs no pose stage)
                 per_person.append(body["timing_ms"].get("pose_per_person", body["timing_ms"]["pose"]
                                                         / len(body["persons"])))
 
@@ -70,7 +79,8 @@ async def load_level(url: str, data: bytes, concurrency: int, requests: int) -> 
         start = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return _row("lgm-pose service (HTTP)", concurrency, latencies, wall, errors, detect_ms, per_person)
+    return _row(name or f"lgm-pose service (HTTP), source {source}", concurrency, latencies, wall, errors, detect_ms,
+                per_person)
 
 
 def _sequential(name: str, predict, requests: int) -> dict[str, Any]:
@@ -91,9 +101,10 @@ def yolo_pose_alone(weights: Path, image_path: Path, requests: int) -> dict[str,
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
-    image = cv2.imread(str(image_path))
+    data = np.frombuffer(image_path.read_bytes(), np.uint8)
     return _sequential(f"ultralytics {weights.stem} eager (in-process)",
-                       lambda: model.predict(image, classes=[0], verbose=False), requests)
+                       lambda: model.predict(cv2.imdecode(data, cv2.IMREAD_COLOR), classes=[0], verbose=False),
+                       requests)
 
 
 def yolo_pose_onnx_alone(weights: Path, image_path: Path, requests: int, imgsz: int,
@@ -105,9 +116,10 @@ def yolo_pose_onnx_alone(weights: Path, image_path: Path, requests: int, imgsz: 
     from model.inference.loader import build_detector
 
     detector = build_detector(weights, "cpu", imgsz, backend="onnxruntime", threads=threads)
-    image = cv2.imread(str(image_path))
+    data = np.frombuffer(image_path.read_bytes(), np.uint8)
     return _sequential(f"{weights.stem} in onnxruntime, imgsz {imgsz} (in-process)",
-                       lambda: detector.detect_with_keypoints(image, 0.25, 100), requests)
+                       lambda: detector.detect_with_keypoints(cv2.imdecode(data, cv2.IMREAD_COLOR), 0.25, 100),
+                       requests)
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -120,11 +132,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['system']:<{width}} " + " ".join(cells))
 
 
-def one_run(url: str, data: bytes, image: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def one_run(url: str, yolo_url: str, data: bytes, image: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     from app.core.settings import Settings
 
     settings = Settings()
-    rows = [asyncio.run(load_level(url, data, c, args.requests)) for c in args.concurrency]
+    rows = [asyncio.run(load_level(url, data, c, args.requests, source))
+            for source in args.sources for c in args.concurrency]
+    rows += [asyncio.run(load_level(yolo_url, data, c, args.requests, "-", "yolo11n-pose alone behind HTTP (FastAPI)"))
+             for c in args.concurrency]
     rows.append(yolo_pose_onnx_alone(settings.resolved_detector_weights(), image, args.requests,
                                      settings.detector_imgsz, settings.torch_threads))
     rows.append(yolo_pose_alone(settings.resolved_detector_weights(), image, args.requests))
@@ -148,13 +163,18 @@ def medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def main(args: argparse.Namespace) -> int:
     import httpx
 
-    from bench.server_process import ServerProcess
+    from bench.server_process import ServerProcess, free_port, wait_ready
 
     image = bus_jpg()
     data = image.read_bytes()
     server = ServerProcess() if not args.url else None
     url = server.url if server else args.url.rstrip("/")
+    port = free_port()
+    yolo = subprocess.Popen([sys.executable, "-m", "bench.yolo_service", "--port", str(port)],
+                            env={**os.environ, "YOLO_OFFLINE": "1"})
+    yolo_url = f"http://127.0.0.1:{port}"
     try:
+        wait_ready(yolo_url, alive=lambda: yolo.poll() is None)
         ready = httpx.get(url + "/readyz", timeout=10)
         if ready.status_code != 200:
             print(f"server at {url} not ready: {ready.status_code} {ready.text}")
@@ -162,10 +182,11 @@ def main(args: argparse.Namespace) -> int:
         print("server:", json.dumps(ready.json().get("model", {})))
         runs = []
         for i in range(args.runs):
-            runs.append(one_run(url, data, image, args))
+            runs.append(one_run(url, yolo_url, data, image, args))
             print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{r['system'][:24]} c{r['concurrency']} {r['rps']:.2f}/s"
                                                            for r in runs[-1]), flush=True)
     finally:
+        yolo.terminate()
         if server:
             server.stop()
     rows = medians(runs)
