@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.hostile_probe import MB, healthy
 from bench.server_process import ServerProcess, reset_peak_rss, rss_bytes
 from bench.service_load import bus_jpg
 
@@ -61,9 +62,6 @@ def crowded_frame() -> bytes:
     return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-MB = 1 << 20
-
-
 async def burst(url: str, data: bytes, n: int) -> list[int]:
     """`n` concurrent POST /pose of `data`; their status codes (0: no answer)."""
     import httpx
@@ -78,14 +76,6 @@ async def burst(url: str, data: bytes, n: int) -> list[int]:
         return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-def healthy(url: str, photo: bytes) -> bool:
-    import httpx
-
-    ready = httpx.get(url + "/readyz", timeout=30).status_code == 200
-    pose = httpx.post(url + "/pose", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=60)
-    return ready and pose.status_code == 200 and len(pose.json()["persons"]) > 0
-
-
 def memory_burst(server: ServerProcess, name: str, data: bytes, n: int, idle_rss: int) -> dict[str, Any]:
     reset_peak_rss(server.pid)
     start = time.perf_counter()
@@ -96,7 +86,7 @@ def memory_burst(server: ServerProcess, name: str, data: bytes, n: int, idle_rss
             "all_answered": all(c == 200 or 400 <= c < 500 or c == 503 for c in statuses),
             "peak_rss_mb": round(peak / MB), "peak_over_idle_mb": round((peak - idle_rss) / MB),
             "seconds": round(time.perf_counter() - start, 1),
-            "healthy_after": healthy(server.url, bus_jpg().read_bytes())}
+            "healthy_after": healthy(server.url)}
 
 
 def post_latencies_ms(url: str, data: bytes, n: int) -> dict[str, Any]:
