@@ -74,8 +74,7 @@ def test_service_coco_output_equals_eval(server: LiveServer, weights: Path, data
 def test_service_sources_equal_eval_sources(server: LiveServer, weights: Path, data_root: Path,
                                            tmp_path: Path) -> None:
     """Each pose source of the service (`?format=coco&pose_source=...`, its detector's boxes) equals the offline
-    sources of `lgm-pose eval --source` / `lgm-pose compare` on the same images: 1 px (the service clips the detector's
-    keypoints into [0, w-1] as LGM-Pose's, the offline pairs keep the detector's [0, w]), 0.001 in score."""
+    sources of `lgm-pose eval --source` / `lgm-pose compare` on the same images: 0.5 px, 0.001 in score."""
     from model.eval.compare import source_estimates
     from model.eval.fusion_fit import collect_pairs, source_records
     from model.inference.loader import build_detector
@@ -84,7 +83,8 @@ def test_service_sources_equal_eval_sources(server: LiveServer, weights: Path, d
     source = data_root / "coco-mini" / "annotations" / "person_keypoints_train2017.json"
     image_dir = data_root / "coco-mini" / "images" / "train2017"
     coco = json.loads(source.read_text())
-    ids = sorted({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0})[:4]
+    # images 5-8: the detector puts keypoints on the far image edge (x = w or y = h), which both paths clip to w - 1
+    ids = sorted({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0})[4:8]
     ann = tmp_path / "subset.json"
     ann.write_text(json.dumps(dict(coco, images=[i for i in coco["images"] if i["id"] in ids],
                                    annotations=[a for a in coco["annotations"] if a["image_id"] in ids])))
@@ -107,7 +107,7 @@ def test_service_sources_equal_eval_sources(server: LiveServer, weights: Path, d
         assert len(served) == len(expected) >= 4, name
         for ours, theirs in zip(served, expected, strict=True):
             a, b = (np.array(r["keypoints"]).reshape(-1, 3) for r in (ours, theirs))
-            assert ours["image_id"] == theirs["image_id"] and np.abs(a[:, :2] - b[:, :2]).max() <= 1.0, name
+            assert ours["image_id"] == theirs["image_id"] and np.abs(a[:, :2] - b[:, :2]).max() <= 0.5, name
             assert np.abs(a[:, 2] - b[:, 2]).max() <= 0.001 and abs(ours["score"] - theirs["score"]) <= 0.001, name
 
 

@@ -22,7 +22,7 @@ from model.data.images import read_image
 from model.data.matching import annotation_box
 from model.eval.bootstrap import bootstrap_ap
 from model.eval.coco import load_coco, score_results, to_records
-from model.inference.fusion import Fusion, clip_scores
+from model.inference.fusion import Fusion, clip_scores, detector_estimate
 from model.inference.topdown import Runner, TopDown, run_batched
 
 BIAS_GRID = np.linspace(-6.0, 6.0, 25)
@@ -59,6 +59,7 @@ def collect_pairs(ann_file: str | Path, image_dir: str | Path, runner: Runner, t
         prepared = topdown.prepare(image, boxes)
         heatmaps = run_batched(runner, [prepared.inputs])[0]
         lgm_xy, lgm_s = topdown.keypoints(prepared, heatmaps, (image.shape[1], image.shape[0]))
+        det_xy, det_s = detector_estimate(kpts, (image.shape[1], image.shape[0]))  # as the service serves them
         anns = [a for a in coco.imgToAnns[image_id] if not a.get("iscrowd", 0) and a.get("num_keypoints", 0) > 0]
         match = match_by_iou(boxes, anns, min_iou)
         for i in range(len(boxes)):
@@ -67,8 +68,8 @@ def collect_pairs(ann_file: str | Path, image_dir: str | Path, runner: Runner, t
             if i in match:
                 gt = np.asarray(match[i]["keypoints"], dtype=np.float64).reshape(-1, 3)
                 area = float(match[i]["area"])
-            rows.append((image_id, boxes[i], scores[i], prepared.sizes[i], lgm_xy[i], lgm_s[i], kpts[i, :, :2],
-                         kpts[i, :, 2], gt[:, :2], np.nan_to_num(gt[:, 2]) > 0, area))
+            rows.append((image_id, boxes[i], scores[i], prepared.sizes[i], lgm_xy[i], lgm_s[i], det_xy[i],
+                         det_s[i], gt[:, :2], np.nan_to_num(gt[:, 2]) > 0, area))
     cols = list(zip(*rows, strict=True)) if rows else [[]] * 11
     return SourcePairs(*(np.asarray(c) for c in cols))
 

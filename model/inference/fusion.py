@@ -52,3 +52,17 @@ class Fusion:
 def clip_scores(scores: np.ndarray) -> np.ndarray:
     """Joint scores a client can read: in [0, 1] (a heatmap peak can pass 1 a little)."""
     return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+
+
+def clip_points(xy: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
+    """Keypoints (..., 2) clipped into the image's pixel centres [0, w-1] x [0, h-1]: every source's."""
+    out = np.array(xy, dtype=np.float64)
+    out[..., 0] = out[..., 0].clip(0, image_wh[0] - 1)
+    out[..., 1] = out[..., 1].clip(0, image_wh[1] - 1)
+    return out
+
+
+def detector_estimate(det_keypoints: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's keypoints (..., K, 3) as served and fitted: clipped into the image, scores in [0, 1]."""
+    kpts = np.asarray(det_keypoints, dtype=np.float64)
+    return clip_points(kpts[..., :2], image_wh), clip_scores(kpts[..., 2])

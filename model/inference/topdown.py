@@ -24,7 +24,7 @@ import numpy as np
 from model.data import geometry
 from model.data.datasets import COCO
 from model.data.meta import PoseMeta
-from model.inference.fusion import clip_scores
+from model.inference.fusion import clip_points, clip_scores
 
 Runner = Callable[[np.ndarray], np.ndarray]
 RESCORE_THRESHOLD = 0.2
@@ -171,8 +171,7 @@ class TopDown:
         coords, scores = self.codec.decode(heatmaps)
         points = geometry.heatmap_points_to_image(coords, prepared.centers, prepared.sizes, self.codec.heatmap_wh)
         if self.rule.clip_to_image and image_wh is not None:
-            points[..., 0] = points[..., 0].clip(0, image_wh[0] - 1)
-            points[..., 1] = points[..., 1].clip(0, image_wh[1] - 1)
+            points = clip_points(points, image_wh)
         return points, clip_scores(scores)  # where LGM-Pose's scores leave the model path
 
     def decode(self, prepared: PreparedCrops, heatmaps: np.ndarray, boxes_xyxy: np.ndarray,
