@@ -18,7 +18,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from app.core.errors import BadParameter
-from model.inference.fusion import Fusion, clip_scores
+from model.inference.fusion import Fusion, clip_scores, detector_estimate
 from model.inference.topdown import Poses, TopDown
 
 PoseSource = Literal["lgm", "detector", "fused"]
@@ -54,25 +54,11 @@ def require_fusion(source: str, fusion: Fusion | None) -> None:
                            "rule (run `lgm-pose fit-fusion`); ask for 'lgm' or 'detector'")
 
 
-def clip_points(xy: np.ndarray, image_wh: tuple[int, int]) -> np.ndarray:
-    """Keypoints (..., 2) clipped into the image, as `TopDown.keypoints` clips LGM-Pose's."""
-    out = np.array(xy, dtype=np.float64)
-    out[..., 0] = out[..., 0].clip(0, image_wh[0] - 1)
-    out[..., 1] = out[..., 1].clip(0, image_wh[1] - 1)
-    return out
-
-
 def detector_poses(topdown: TopDown, boxes: np.ndarray, box_scores: np.ndarray, det_keypoints: np.ndarray,
                    image_wh: tuple[int, int]) -> Poses:
     """Source `detector`: YOLO's keypoints (N, K, 3) under the scoring rule (OKS scale: LGM-Pose's crop size)."""
     xy, scores = detector_estimate(det_keypoints, image_wh)
     return topdown.score(xy, scores, boxes, box_scores, topdown.centers_sizes(boxes)[1])
-
-
-def detector_estimate(det_keypoints: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """YOLO's keypoints as the service serves them: clipped into the image, scores in [0, 1]."""
-    kpts = np.asarray(det_keypoints, dtype=np.float64)
-    return clip_points(kpts[..., :2], image_wh), clip_scores(kpts[..., 2])
 
 
 def fused_poses(topdown: TopDown, fusion: Fusion, lgm: tuple[np.ndarray, np.ndarray], det_keypoints: np.ndarray,
