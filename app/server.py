@@ -19,16 +19,19 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from app.core.errors import ServiceError
-from app.core.http import error_response, request_id
+from app.core.http import SecurityHeaders, error_response, request_id
 from app.core.memory import pin_mmap_threshold
 from app.core.metrics import Metrics
+from app.core.security import HostAllowList
 from app.core.settings import Settings
+from app.deps import KeyDep
 from app.evaluation.jobs import EvalJobManager
 from app.evaluation.store import JobStore
 from app.pipeline.batcher import DynamicBatcher
@@ -105,6 +108,22 @@ def openapi_schema(app: FastAPI, settings: Settings) -> dict:
     return app.openapi_schema
 
 
+def add_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc as FastAPI serves them, but with the API key like every other route (the
+    schema maps what a stranger could try)."""
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[KeyDep])
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[KeyDep])
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=[KeyDep])
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """The methods the schema documents for a concrete request path."""
     for template, operations in app.openapi()["paths"].items():
@@ -138,10 +157,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.pipeline.close()
         cpu_pool.shutdown(wait=False, cancel_futures=True)
 
-    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="LGM-Pose service", version="0.1.0", lifespan=lifespan,
                   description="YOLO person detection + keypoints from a pose source: YOLO11n-pose's own (detector), "
-                  "batched top-down LGM-Pose (lgm) or both fused (fused)", **docs)
+                  "batched top-down LGM-Pose (lgm) or both fused (fused)", docs_url=None, redoc_url=None,
+                  openapi_url=None)  # add_docs: the same, behind the API key
     if settings.allowed_origins:  # browsers on these origins may call the API (the service's own always can)
         app.add_middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST",
                            "DELETE"], allow_headers=["Authorization", "Content-Type", "X-Request-ID"])
@@ -207,4 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     stream.install(app)  # WS /ws/pose, demo page at /
     app.include_router(eval_routes.router)  # POST /eval/coco, /eval/mpii, GET/DELETE /eval/{id}
+    if settings.docs:
+        add_docs(app)
+    app.add_middleware(SecurityHeaders)  # CSP, X-Frame-Options, nosniff, Referrer-Policy on every answer
+    app.add_middleware(HostAllowList, settings=settings)  # outermost: a Host not served here gets 400 first
     return app

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.core.settings import Settings
 
 # flag -> settings field; a flag left out keeps the environment's (or the default) value
 FLAGS: dict[str, str] = {
@@ -20,7 +24,7 @@ def flag_overrides(args: argparse.Namespace) -> dict:
     return {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag, None) is not None}
 
 
-def settings_from_args(args: argparse.Namespace):
+def settings_from_args(args: argparse.Namespace) -> Settings:
     """Settings with every given flag applied over the environment."""
     from app.core.settings import Settings
 
@@ -36,15 +40,15 @@ def run_serve(args: argparse.Namespace) -> int:
         return run_cluster(args.cluster, overrides)
     import uvicorn
 
+    from app.core.http import uvicorn_config
     from app.server import create_app
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(settings.describe(), flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                server_header=False, timeout_graceful_shutdown=settings.shutdown_timeout_s,
-                ws_per_message_deflate=False)  # frames are JPEG (incompressible); no inflate-bomb vector
-    return 0
+    server = uvicorn.Server(uvicorn_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else 3  # as uvicorn.run: 3 when it could not start (the port is taken)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

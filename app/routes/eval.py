@@ -1,19 +1,24 @@
 """HTTP API of offline evaluation: POST /eval/coco, POST /eval/mpii, GET /eval, GET/DELETE /eval/{id}.
 
 Requests are validated by app.evaluation.spec (paths confined to the data root); the jobs are run by
-app.evaluation.jobs (one at a time, background priority in the shared batcher).
+app.evaluation.jobs (one at a time, background priority in the shared batcher). A request body is read only after
+the API key is checked, and only up to `max_json_bytes` (413 beyond), then parsed by pydantic's JSON parser:
+nothing an unauthenticated client sends is buffered or parsed.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
 
 from app.core.errors import Conflict, NotFound
+from app.core.http import read_capped
 from app.deps import JobsDep, KeyDep, ServiceDep
 from app.evaluation.job import EvalJob
 from app.evaluation.jobs import EvalJobManager
@@ -23,7 +28,22 @@ from app.state import ServiceState
 
 CANCEL_WAIT_S = 5.0
 router = APIRouter(prefix="/eval", tags=["evaluation"], dependencies=[KeyDep],
-                   responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 422, 503)})
+                   responses={code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 422, 503)})
+EVAL_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": EvalRequest.model_json_schema()}}}}
+
+
+async def eval_request(request: Request, service: ServiceDep, _key: Annotated[None, KeyDep]) -> EvalRequest:
+    """The body as an EvalRequest: read after the key check, at most `max_json_bytes` (413), 422 if invalid."""
+    body = await read_capped(request, service.settings.max_json_bytes)
+    try:
+        return EvalRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+EvalBody = Annotated[EvalRequest, Depends(eval_request)]
 
 
 def find(jobs: EvalJobManager, job_id: str) -> EvalJob:
@@ -41,13 +61,14 @@ def start(kind: Literal["coco", "mpii"], req: EvalRequest, service: ServiceState
     return JSONResponse({"id": job.id, "state": job.state, "url": f"/eval/{job.id}"}, status_code=202)
 
 
-@router.post("/coco", status_code=202, summary="Start a COCO keypoint AP evaluation (pycocotools)")
-async def eval_coco(req: EvalRequest, service: ServiceDep, jobs: JobsDep) -> JSONResponse:
+@router.post("/coco", status_code=202, summary="Start a COCO keypoint AP evaluation (pycocotools)",
+             openapi_extra=EVAL_BODY)
+async def eval_coco(req: EvalBody, service: ServiceDep, jobs: JobsDep) -> JSONResponse:
     return start("coco", req, service, jobs)
 
 
-@router.post("/mpii", status_code=202, summary="Start an MPII PCKh@0.5 evaluation")
-async def eval_mpii(req: EvalRequest, service: ServiceDep, jobs: JobsDep) -> JSONResponse:
+@router.post("/mpii", status_code=202, summary="Start an MPII PCKh@0.5 evaluation", openapi_extra=EVAL_BODY)
+async def eval_mpii(req: EvalBody, service: ServiceDep, jobs: JobsDep) -> JSONResponse:
     return start("mpii", req, service, jobs)
 
 
