@@ -63,6 +63,7 @@ async def read_image_and_params(request: Request, settings: Settings) -> tuple[b
 
 MAX_NUMBER_CHARS = 32
 MAX_COORD = 1e5  # box coordinates (pixels) beyond any accepted image
+MIN_BOX_SIDE = 1.0  # pixels: a narrower box holds nothing to crop (and 5e-324 makes a crop of size 0: NaN)
 
 
 def option_bounds(name: str, settings: Settings) -> tuple[type, float, float]:
@@ -119,6 +120,8 @@ def parse_boxes(text: str, limit: int) -> tuple[np.ndarray, np.ndarray]:
                            f"+-{MAX_COORD:g}")
         if box[2] <= box[0] or box[3] <= box[1]:
             raise BadBoxes(f"box {i} must have x2 > x1 and y2 > y1, got {box[:4]}")
+        if box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
+            raise BadBoxes(f"box {i} must be at least {MIN_BOX_SIDE:g} pixel wide and high, got {box[:4]}")
         boxes.append([float(v) for v in box[:4]])
         scores.append(float(box[4]) if len(box) == 5 else 1.0)
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores, dtype=np.float64)
@@ -137,7 +140,8 @@ def parse_params(raw: dict[str, str], settings: Settings) -> PoseParams:
         params.max_persons = settings.max_persons
     params.source()  # `detector` asked with client boxes: 422 here
     image_id = raw.get("image_id")
-    if image_id not in (None, "") and not (image_id.isdigit() and len(image_id) <= 16 and int(image_id) <= 2**53):
+    if image_id not in (None, "") and not (image_id.isascii() and image_id.isdigit() and len(image_id) <= 16
+                                           and int(image_id) <= 2**53):  # "²".isdigit(), but int("²") fails
         raise BadParameter("image_id must be a whole number in [0, 2^53]")
     fmt = raw.get("format", "json")
     if fmt not in ("json", "coco"):

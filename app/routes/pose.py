@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from app.deps import KeyDep, MetaDep, PipelineDep, SettingsDep
 from app.pipeline.render import render
@@ -54,10 +56,36 @@ def source_headers(result: PoseResult) -> dict[str, str]:
     return {"X-Pose-Source": result.source}
 
 
+T = TypeVar("T")
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client closes its connection: once the body is read, the server's next message says so."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def while_connected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` while the client stays; when it leaves, cancel the work (its queued decode, detection and crops
+    are dropped, its memory budget freed) and end the request with ClientDisconnect (logged, nobody to answer)."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and gone.exception() is None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise ClientDisconnect()
+        return await task
+    finally:  # also when this handler is cancelled itself
+        for t in (task, gone):
+            t.cancel()
+        await asyncio.gather(task, gone, return_exceptions=True)
+
+
 async def run_pose(request: Request, pipeline: PipelineDep,
                    settings: SettingsDep) -> tuple[np.ndarray, PoseResult, dict[str, str]]:
     data, raw = await read_image_and_params(request, settings)
-    image, result = await pipeline.estimate_bytes(data, parse_params(raw, settings))
+    image, result = await while_connected(request, pipeline.estimate_bytes(data, parse_params(raw, settings)))
     return image, result, raw
 
 
