@@ -23,9 +23,10 @@ const answerTimes = [];
 
 function connect() {
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  // with an API key on the service, open the demo as /#key=<key>: a browser WebSocket offers it as a subprotocol
+  // with an API key on the service, open the demo as /#key=<key>: a browser WebSocket offers it as the subprotocol
+  // bearer.<key> beside lgm-pose, the one the server selects (it never echoes the key)
   const key = new URLSearchParams(location.hash.slice(1)).get("key");
-  ws = new WebSocket(`${proto}://${location.host}/ws/pose`, key ? [`bearer.${key}`] : []);
+  ws = new WebSocket(`${proto}://${location.host}/ws/pose`, key ? ["lgm-pose", `bearer.${key}`] : ["lgm-pose"]);
   ws.binaryType = "arraybuffer";
   ws.onopen = () => { stats.connected = true; sendParams(); pump(); };
   ws.onclose = (ev) => {
