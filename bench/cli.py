@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--requests", type=int, default=48, help="service suite: requests per concurrency level")
     p.add_argument("--sources", nargs="+", default=["detector", "fused", "lgm"], choices=["detector", "fused", "lgm"],
                    help="service and stream suites: the pose sources measured")
+    p.add_argument("--rounds", type=int, nargs="+", default=[1, 2], choices=[1, 2], help="hostile suite: rounds")
     p.add_argument("--out", help="write the rows as JSON")
     p.add_argument("--video", help="stream suite: default ../shared/data/videos/street_pedestrians.mp4")
     p.add_argument("--fps", type=float, default=30.0, help="stream suite: the single stream's send rate")

@@ -170,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     server = ServerProcess() if not args.url else None
     url = server.url if server else args.url.rstrip("/")
     port = free_port()
-    yolo = subprocess.Popen([sys.executable, "-m", "bench.yolo_service", "--port", str(port)],
+    yolo = subprocess.Popen([sys.executable, "-m", "bench.yolo_service", str(port)],
                             env={**os.environ, "YOLO_OFFLINE": "1"})
     yolo_url = f"http://127.0.0.1:{port}"
     try:

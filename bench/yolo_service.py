@@ -1,14 +1,14 @@
 """YOLO11n-pose alone behind HTTP: the smallest service a user could write instead (`lgm-pose bench service`'s
 fair baseline for the `detector` source: the same HTTP round trip, decode and detector, nothing else).
 
-`python -m bench.yolo_service --port N`: POST /pose with a JPEG body answers the persons' boxes, scores and
+`python -m bench.yolo_service PORT`: POST /pose with a JPEG body answers the persons' boxes, scores and
 keypoints as JSON; the detector is the service's own (same ONNX export, runtime, input size and threads).
 """
 
 # no `from __future__ import annotations`: FastAPI reads the route's annotations (Request) at run time
-import argparse
 import asyncio
 import os
+import sys
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -43,12 +43,11 @@ def create_app() -> FastAPI:
 
 
 def main() -> None:
+    """`python -m bench.yolo_service PORT`."""
     import uvicorn
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, required=True)
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    uvicorn.run(create_app(), host="127.0.0.1", port=p.parse_args().port, log_level="warning")
+    uvicorn.run(create_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 
 
 if __name__ == "__main__":

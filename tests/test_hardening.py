@@ -100,7 +100,7 @@ def test_client_leaving_mid_upload_is_not_a_server_error(server: LiveServer) -> 
     host, port = server.url.removeprefix("http://").split(":")
     for content_type in ("image/jpeg", "multipart/form-data; boundary=xyz"):
         with socket.create_connection((host, int(port))) as sock:
-            sock.sendall(f"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            sock.sendall(f"POST /pose HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
                          "Content-Length: 100000\r\n\r\n".encode() + b"--xyz\r\n" + b"x" * 1000)
             time.sleep(0.3)
     deadline = time.time() + 10
@@ -167,7 +167,7 @@ def test_chunked_upload_cut_off_at_the_limit(server: LiveServer, content_type: s
     sent, chunk = 0, b"x" * (1 << 16)
     with socket.create_connection((host, int(port))) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        sock.sendall(f"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        sock.sendall(f"POST /pose HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\n"
                      "Transfer-Encoding: chunked\r\n\r\n".encode())
         preamble = (b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
                     b"Content-Type: image/jpeg\r\n\r\n")

@@ -37,7 +37,8 @@ def test_sigterm_with_a_half_sent_body(random_checkpoint: Path, bus_path: Path) 
     try:
         wait_ready(url, alive=lambda: proc.poll() is None)
         held = socket.create_connection(("127.0.0.1", port))
-        held.sendall(b"POST /pose HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n"
+        held.sendall(b"POST /pose HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: 100000\r\n\r\n"
                      + b"\xff\xd8" + b"x" * 100)  # and then nothing more
         answers: list[int] = []
         data = bus_path.read_bytes()

@@ -110,7 +110,8 @@ class Gateway:
         self.cluster = ClusterSettings(**cluster)
         self.body_limit = self.settings.max_upload_bytes + 64 * 1024  # multipart framing around the image
         self.registry = Registry()
-        self.streams: Counter[str] = Counter()
+        self.streams: Counter[str] = Counter()  # per replica
+        self.clients: Counter[str] = Counter()  # per client address: LGM_POSE_WS_MAX_STREAMS_PER_CLIENT
 
     @gateway_app.get("/cluster/replicas", include_in_schema=False)
     async def replicas(self, request: Request) -> JSONResponse:
@@ -134,6 +135,11 @@ class Gateway:
         if not live:
             await websocket.close(WsClose.TRY_AGAIN, "no pose replica is up")
             return
+        who = websocket.client.host if websocket.client else "-"  # the replicas see only the gateway's address
+        if self.clients[who] >= self.settings.ws_max_streams_per_client:
+            await websocket.close(WsClose.TRY_AGAIN, f"too many streams from this client ({self.clients[who]}, "
+                                                     "the limit)")
+            return
         target = min(live, key=lambda e: (self.streams[e["replica"]], e["replica"]))
         url = target["url"].replace("http://", "ws://", 1) + "/ws/pose"
         if websocket.url.query:
@@ -152,10 +158,14 @@ class Gateway:
             return
         await websocket.accept(upstream.subprotocol, headers=[(b"x-replica", target["replica"].encode())])
         self.streams[target["replica"]] += 1
+        self.clients[who] += 1
         try:
             await _relay(websocket, upstream)
         finally:
             self.streams[target["replica"]] -= 1
+            self.clients[who] -= 1
+            if not self.clients[who]:
+                del self.clients[who]
             await upstream.close()
 
     @gateway_app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)

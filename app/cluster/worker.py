@@ -18,6 +18,7 @@ import httpx
 import uvicorn
 
 from app.cluster.registry import Registry
+from app.core.http import uvicorn_config
 from app.core.settings import Settings
 from app.server import create_app
 
@@ -34,11 +35,11 @@ class PoseWorker:
         from ray import serve
 
         self.replica = serve.get_replica_context().replica_id.unique_id
+        # every stream reaches a replica from the gateway's address: the gateway holds the per-client cap
         self.settings = Settings(**overrides)
+        self.settings.ws_max_streams_per_client = self.settings.ws_max_streams
         host = ray.util.get_node_ip_address()
-        config = uvicorn.Config(create_app(self.settings), host=host, port=0, log_level="warning",
-                                server_header=False, ws_per_message_deflate=False,
-                                timeout_graceful_shutdown=self.settings.shutdown_timeout_s)
+        config = uvicorn_config(create_app(self.settings), self.settings, host=host, port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="replica-server", daemon=True)
         self.thread.start()

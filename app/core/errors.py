@@ -52,6 +52,13 @@ class TruncatedImage(ServiceError):
     type = "truncated_image"
 
 
+class UnprocessableImage(ServiceError):
+    """A valid image the pipeline cannot use: an aspect ratio no detector input holds, degenerate geometry."""
+
+    status = 422
+    type = "unprocessable_image"
+
+
 class TooManyBytes(ServiceError):
     status = 413
     type = "too_many_bytes"

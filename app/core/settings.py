@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -10,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POSE_WEIGHTS = REPO / "weights" / "lgm_pose_coco_256x192.pt"
+API_KEY = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe, and a token in a WebSocket subprotocol
 
 
 class Settings(BaseSettings):
@@ -73,12 +75,31 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(False, description="serve /metrics without the API key")
     allowed_origins: list[str] = Field(default_factory=list, description="browser origins (scheme://host:port) "
                                        "besides the service's own that may open streams and call the API (CORS)")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header names served besides localhost, "
+                                     "the bound address and the address a connection arrived on (JSON list; "
+                                     "'*.example.com' its subdomains, '*' any: no DNS-rebinding protection); "
+                                     "any other Host gets 400 host_not_allowed, HTTP and WebSocket alike")
     docs: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
     shutdown_timeout_s: float = Field(10.0, gt=0, description="on SIGTERM, wait at most this long for open "
                                       "requests and connections before the process exits")
+    max_json_bytes: int = Field(64 * 1024, ge=1, description="largest JSON body (POST /eval/coco, /eval/mpii), "
+                                "read only after the API key is checked; beyond it: 413")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="request line and headers of one request (h11's "
+                                  "max_incomplete_event_size; a header that arrives in one read may reach that "
+                                  "read's size, 256 KiB); beyond: 431 and the connection is closed")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request line and headers "
+                                    "within this time of opening, or of its previous answer; else it is closed")
+    max_connections: int = Field(1000, ge=1, description="open HTTP and WebSocket connections; the request of one "
+                                 "more gets 503 + Retry-After and its connection is closed")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
                                     "beyond it the socket is closed with code 1009")
     ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
+    ws_max_streams_per_client: int = Field(4, ge=1, description="concurrent WS /ws/pose streams from one client "
+                                           "address; beyond: close code 1013")
+    ws_idle_timeout_s: float = Field(60.0, gt=0, description="a stream that has sent no frame and had no answer "
+                                     "for this long is closed (code 1008), freeing its slot")
+    ws_max_text_bytes: int = Field(4096, ge=64, description="largest text (JSON control) message on WS /ws/pose; "
+                                   "a longer one is refused unparsed (bad_control), the stream stays open")
     ws_detect_every: int = Field(1, ge=1, description="streams: run the person detector every N frames; in "
                                  "between, boxes come from each person's last keypoints (1: every frame)")
     ws_redetect_pose_score: float = Field(0.4, ge=0.0, le=1.0, description="streams: detect again at once when a "
@@ -102,6 +123,10 @@ class Settings(BaseSettings):
             if not key:
                 raise ValueError(f"api_key_file {self.api_key_file} is empty")
             self.api_key = SecretStr(key)
+        if self.api_key is not None and not API_KEY.fullmatch(self.api_key.get_secret_value()):
+            raise ValueError("the API key may hold only A-Z a-z 0-9 - _ . ~ (a browser offers it as a WebSocket "
+                             "subprotocol and in the demo's URL); make one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(32))'")
         if self.max_batch is None:
             self.max_batch = 1 if self.device == "cpu" else 32
         if self.flip_test is None:
