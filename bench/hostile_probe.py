@@ -1,13 +1,14 @@
 """What every attack of `lgm-pose bench hostile` measures on the victim server, beside the attack itself.
 
-`measure_attack(server, name, attack)` runs `attack()` (a callable that attacks `server` and returns a dict of
-its own figures) while a prober polls /healthz and a normal client posts bus.jpg sequentially, then checks the
+`measure_attack(server, name, attack)` runs `attack()` (a callable returning a dict of its own figures) in a
+process of its own while a prober polls /healthz and a normal client posts bus.jpg sequentially, then checks the
 server: /healthz p95 during the attack, RSS added (peak during, and after it settled), the normal client's
 requests/s against its idle rate, and whether the server still answers a genuine request.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Callable
@@ -100,15 +101,30 @@ def healthy(url: str, headers: dict[str, str] | None = None) -> bool:
         return False
 
 
+def _attack_into(attack: Callable[[], dict[str, Any]], sender: Any) -> None:
+    """The attacker process: run the attack, send its figures back."""
+    try:
+        figures = attack()
+    except Exception as exc:  # noqa: BLE001 (a figure: how the attack ended)
+        figures = {"error": f"{type(exc).__name__}: {exc}"}
+    sender.send(figures)
+
+
 def measure_attack(server: ServerProcess, name: str, attack: Callable[[], dict[str, Any]], idle_rss: int,
                    idle_rps: float, headers: dict[str, str] | None = None, settle_s: float = 3.0) -> dict[str, Any]:
     """Run `attack` beside the prober and the normal client; the row of figures (see the module docstring)."""
     reset_peak_rss(server.pid)
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    # the attacker in its own process (forked before any thread starts here), as a stranger's machine would be:
+    # its client threads never share an interpreter lock with the normal client's
+    attacker = multiprocessing.get_context("fork").Process(target=_attack_into, args=(attack, sender), daemon=True)
+    start = time.perf_counter()
+    attacker.start()
     prober, client = Prober(server.url + "/healthz"), NormalClient(server.url, headers)
     prober.start()
     client.start()
-    start = time.perf_counter()
-    figures = attack()
+    attacker.join()
+    figures = receiver.recv() if receiver.poll(5) else {"error": f"the attacker exited with {attacker.exitcode}"}
     seconds = time.perf_counter() - start
     normal, health = client.stop(), prober.stop()
     peak = rss_bytes(server.pid, "VmHWM")
