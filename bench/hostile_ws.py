@@ -30,7 +30,7 @@ def _address(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _handshake(host: str, headers: dict[str, str] | None = None, origin: str | None = None) -> bytes:
+def ws_handshake(host: str, headers: dict[str, str] | None = None, origin: str | None = None) -> bytes:
     extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + (f"Origin: {origin}\r\n" if origin else "")
     key = base64.b64encode(os.urandom(16)).decode()
     return (f"GET /ws/pose HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -101,7 +101,7 @@ def idle_streams(url: str, headers: dict[str, str] | None, count: int = 20, seco
         socks, accepted, refused = [], 0, 0
         for _ in range(count):
             sock = socket.create_connection((host, port), timeout=10)
-            sock.sendall(_handshake(f"{host}:{port}", headers))
+            sock.sendall(ws_handshake(f"{host}:{port}", headers))
             socks.append(sock)
         time.sleep(1.0)  # refused ones are closed with 1013 after the handshake
         for sock in socks:
@@ -140,7 +140,7 @@ def ping_flood(url: str, headers: dict[str, str] | None, seconds: float = 15.0) 
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # never read: the server's pongs pile up there
         sock.connect((host, port))
         sock.settimeout(10)
-        sock.sendall(_handshake(f"{host}:{port}", headers))
+        sock.sendall(ws_handshake(f"{host}:{port}", headers))
         status = _status(sock)
         burst, sent, stop = _masked(0x9, b"p" * 125) * 4000, 0, time.monotonic() + seconds
         try:
@@ -165,7 +165,7 @@ def dns_rebinding(url: str, headers: dict[str, str] | None) -> Attack:
                                             "ws_ftp_origin": (f"{host}:{port}", f"ftp://{host}:{port}"),
                                             "ws_same_origin": (f"{host}:{port}", f"http://{host}:{port}")}.items():
             with socket.create_connection((host, port), timeout=10) as sock:
-                sock.sendall(_handshake(host_header, headers, origin))
+                sock.sendall(ws_handshake(host_header, headers, origin))
                 out[name] = _status(sock)
         out["http_rebinding"] = httpx.get(url + "/healthz", headers={"Host": "evil.example"}, timeout=10).status_code
         return out

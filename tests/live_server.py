@@ -31,3 +31,13 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(15)
+
+
+def error_of(r, status: int, type_: str) -> dict:
+    """The one error shape (`{"error": {"type", "message", "request_id"}}`, the id as in X-Request-ID) with `status`
+    and `type_`; its body."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["type"] == type_, body
+    assert body["error"]["request_id"] == r.headers["x-request-id"]
+    return body["error"]

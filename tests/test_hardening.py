@@ -12,7 +12,7 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from live_server import LiveServer  # noqa: E402
+from live_server import LiveServer, error_of  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from app.core.settings import Settings  # noqa: E402
@@ -29,11 +29,7 @@ def server(random_checkpoint: Path):
 
 
 def _error(r: httpx.Response, status: int, type_: str) -> dict:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_, body
-    assert body["error"]["request_id"] == r.headers["x-request-id"]
-    return body["error"]
+    return error_of(r, status, type_)
 
 
 def test_unknown_route_and_method_use_the_error_shape(server: LiveServer) -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from live_server import LiveServer  # noqa: E402
+from live_server import LiveServer, error_of  # noqa: E402
 
 import app.pipeline.pose_pipeline as pose_pipeline  # noqa: E402
 from app.core.errors import CorruptImage, TooManyPixels  # noqa: E402
@@ -49,12 +49,9 @@ def server(random_checkpoint: Path):
 
 def _error(r: httpx.Response, status: int, type_: str) -> dict:
     """The one error shape, with no library text (OpenCV's error names its source files and assertions)."""
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"} and body["error"]["type"] == type_, body
-    assert body["error"]["request_id"] == r.headers["x-request-id"]
+    error = error_of(r, status, type_)
     assert not re.search(r"cv2|opencv|assert|\.cpp|Traceback", r.text, re.IGNORECASE), r.text
-    return body["error"]
+    return error
 
 
 def _metric(url: str, name: str) -> float:

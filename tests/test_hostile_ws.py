@@ -5,7 +5,6 @@ localhost, real clients (websockets, httpx, raw sockets)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -30,10 +29,12 @@ from websockets.sync.client import connect  # noqa: E402
 from app.core.http import uvicorn_config  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.server import create_app  # noqa: E402
+from bench.hostile_ws import ws_handshake  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[1]
 KEY = "k3y_with-URL.safe~chars"
+AUTH_HEADER = {"Authorization": f"Bearer {KEY}"}
 
 
 class Server:
@@ -115,7 +116,7 @@ def test_oversized_text_is_refused_unparsed_and_the_stream_stays(which: str, req
 
 def test_message_over_the_frame_limit_is_refused_from_its_header(guarded: Server) -> None:
     """A 16 MiB text message: 1009 once its header is read, not after 16 MiB were buffered and parsed."""
-    sock = _raw_ws(guarded, extra=f"Authorization: Bearer {KEY}\r\n")
+    sock = _raw_ws(guarded, headers=AUTH_HEADER)
     sock.sendall(_frame(0x1, b"x" * 16, length=16 << 20))  # the header claims 16 MiB; 16 bytes follow
     code = _close_code(sock)
     assert code == 1009
@@ -150,23 +151,18 @@ def test_streams_are_capped_per_client(guarded: Server) -> None:
 
 # row 7: ping flood from a client that never reads
 
-def _raw_ws(srv: Server, host: str | None = None, extra: str = "", rcvbuf: int | None = None) -> socket.socket:
+def _raw_ws(srv: Server, host: str | None = None, headers: dict[str, str] | None = None,
+            rcvbuf: int | None = None) -> socket.socket:
     """A raw socket after a WebSocket handshake (101 expected)."""
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.connect(("127.0.0.1", srv.port))
     sock.settimeout(20)
-    sock.sendall(_handshake(host or f"127.0.0.1:{srv.port}", extra))
+    sock.sendall(ws_handshake(host or f"127.0.0.1:{srv.port}", headers))
     head = _read_head(sock)
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
-
-
-def _handshake(host: str, extra: str = "") -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (f"GET /ws/pose HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode()
 
 
 def _read_head(sock: socket.socket) -> bytes:
@@ -214,7 +210,7 @@ def _close_code(sock: socket.socket) -> int | None:
 def test_ping_flood_from_a_client_that_never_reads_is_bounded(guarded: Server) -> None:
     """Pongs to a client that does not read wait (one at most), and the server stops reading its pings meanwhile:
     the flood stalls in TCP instead of growing the server's write buffer and keeping its event loop busy."""
-    sock = _raw_ws(guarded, extra=f"Authorization: Bearer {KEY}\r\n", rcvbuf=4096)
+    sock = _raw_ws(guarded, headers=AUTH_HEADER, rcvbuf=4096)
     sock.settimeout(3)
     burst = _frame(0x9, b"p" * 125) * 2000  # 262 KB of pings, as many 127-byte pongs
     peak, sent, stalled = 0, 0, False
@@ -248,9 +244,8 @@ def test_http_with_a_foreign_host_gets_the_error_shape(guarded: Server) -> None:
 
 
 def _handshake_status(srv: Server, host: str, origin: str | None) -> tuple[int, bytes]:
-    extra = f"Authorization: Bearer {KEY}\r\n" + (f"Origin: {origin}\r\n" if origin else "")
     with socket.create_connection(("127.0.0.1", srv.port), timeout=20) as sock:
-        sock.sendall(_handshake(host, extra))
+        sock.sendall(ws_handshake(host, AUTH_HEADER, origin))
         answer = _read_head(sock)
         if not answer.startswith(b"HTTP/1.1 101"):
             while chunk := sock.recv(65536):  # the body, until the server closes
