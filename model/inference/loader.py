@@ -58,7 +58,7 @@ def build_runner(weights: Path, config: str | None = None, backend: str = "onnxr
         runner: Runner = OnnxRunner(weights_path, threads)
         stored = runner.session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
         name = json.loads(stored)["name"] if stored else weights_path.stem
-        return runner, _info(runner, name, public_path(weights_path), True, "onnxruntime", "cpu", weights_path, {})
+        return runner, _info(runner, name, public_path(weights_path), True, "onnxruntime", "cpu", weights_path)
     from model.inference.runners import TorchRunner
     from model.inference.torch_loader import load_network, onnx_export_cached
 
