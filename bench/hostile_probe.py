@@ -2,16 +2,19 @@
 
 `measure_attack(server, name, attack)` runs `attack()` (a callable returning a dict of its own figures) in a
 process of its own while a prober polls /healthz and a normal client posts bus.jpg sequentially, then checks the
-server: /healthz p95 during the attack, RSS added (peak during, and after it settled), the normal client's
-requests/s against its idle rate, and whether the server still answers a genuine request.
+server: /healthz p95 during the attack, the server's CPU and the attacker's (cores busy), RSS added (peak during,
+and after it settled), the normal client's requests/s against its idle rate, and whether the server still
+answers a genuine request.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -101,12 +104,20 @@ def healthy(url: str, headers: dict[str, str] | None = None) -> bool:
         return False
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _attack_into(attack: Callable[[], dict[str, Any]], sender: Any) -> None:
     """The attacker process: run the attack, send its figures back."""
+    start, cpu = time.perf_counter(), time.process_time()
     try:
         figures = attack()
     except Exception as exc:  # noqa: BLE001 (a figure: how the attack ended)
         figures = {"error": f"{type(exc).__name__}: {exc}"}
+    figures["attacker_cpu_cores"] = round((time.process_time() - cpu) / (time.perf_counter() - start), 2)
     sender.send(figures)
 
 
@@ -114,6 +125,7 @@ def measure_attack(server: ServerProcess, name: str, attack: Callable[[], dict[s
                    idle_rps: float, headers: dict[str, str] | None = None, settle_s: float = 3.0) -> dict[str, Any]:
     """Run `attack` beside the prober and the normal client; the row of figures (see the module docstring)."""
     reset_peak_rss(server.pid)
+    server_cpu = cpu_seconds(server.pid)
     receiver, sender = multiprocessing.Pipe(duplex=False)
     # the attacker in its own process (forked before any thread starts here), as a stranger's machine would be:
     # its client threads never share an interpreter lock with the normal client's
@@ -126,11 +138,13 @@ def measure_attack(server: ServerProcess, name: str, attack: Callable[[], dict[s
     attacker.join()
     figures = receiver.recv() if receiver.poll(5) else {"error": f"the attacker exited with {attacker.exitcode}"}
     seconds = time.perf_counter() - start
+    server_cores = (cpu_seconds(server.pid) - server_cpu) / seconds
     normal, health = client.stop(), prober.stop()
     peak = rss_bytes(server.pid, "VmHWM")
     time.sleep(settle_s)
     after = rss_bytes(server.pid)
     return {"attack": name, "seconds": round(seconds, 1), "attack_figures": figures, "healthz": health,
+            "server_cpu_cores": round(server_cores, 2),
             "normal_client": normal, "normal_over_idle": round(normal["rps"] / idle_rps, 2) if idle_rps else None,
             "peak_rss_over_idle_mb": round((peak - idle_rss) / MB),
             "rss_after_over_idle_mb": round((after - idle_rss) / MB),

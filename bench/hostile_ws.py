@@ -23,6 +23,9 @@ from typing import Any
 
 Attack = Callable[[], dict[str, Any]]
 TEXT_BYTES = 16 << 20
+# the text flood comes from an address of its own, as a stranger's would (all of 127/8 is this machine's loopback):
+# the server cools down an address whose streams it keeps closing for oversized messages (app/core/offenders.py)
+FLOOD_ADDRESS = "127.0.0.6"
 
 
 def _address(url: str) -> tuple[str, int]:
@@ -67,7 +70,8 @@ def text_flood(url: str, headers: dict[str, str] | None, streams: int = 4, secon
             while time.monotonic() < stop:
                 try:
                     with connect(url.replace("http", "ws", 1) + "/ws/pose", additional_headers=headers,
-                                 max_size=None, open_timeout=10, close_timeout=2) as ws:
+                                 max_size=None, open_timeout=10, close_timeout=2,
+                                 source_address=(FLOOD_ADDRESS, 0)) as ws:
                         counts["connections"] += 1
                         ws.recv(timeout=10)  # hello
                         while time.monotonic() < stop:

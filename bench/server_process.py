@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,7 +58,9 @@ class ServerProcess:
     def __init__(self, env: dict[str, str] | None = None, cwd: Path | None = None,
                  python: str | Path = sys.executable, cluster: str | None = None, log: Path | None = None,
                  timeout: float = 180) -> None:
-        """`cluster`: `lgm-pose serve --cluster CLUSTER` (Ray Serve) instead of uvicorn; `log`: stderr to a file."""
+        """`cluster`: `lgm-pose serve --cluster CLUSTER` (Ray Serve) instead of uvicorn; `log`: its stderr to this
+        file (else to a temporary one, removed at stop: never a pipe nobody reads, whose filling would block the
+        server at its next log line)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         full_env = {**os.environ, "YOLO_OFFLINE": "1", **(env or {})}
@@ -67,10 +70,21 @@ class ServerProcess:
             full_env["LGM_POSE_CLUSTER_PORT"] = str(self.port)
         else:
             args += ["--port", str(self.port)]
-        self._log = open(log, "wb") if log else None  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL,
-                                     stderr=self._log or subprocess.PIPE)
-        self.ready = wait_ready(self.url, timeout, alive=lambda: self.proc.poll() is None)
+        self._temporary_log = log is None
+        self.log_path = Path(tempfile.mkstemp(prefix="lgm-pose-serve-", suffix=".log")[1]) if log is None else log
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=self._log)
+        try:
+            self.ready = wait_ready(self.url, timeout, alive=lambda: self.proc.poll() is None)
+        except BaseException as exc:
+            tail = self.log_tail()
+            self.stop()
+            raise RuntimeError(f"{exc}; the server's log ends:\n{tail}") from exc
+
+    def log_tail(self, n: int = 4000) -> str:
+        """The last `n` characters of the server's stderr."""
+        self._log.flush()
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
     @property
     def pid(self) -> int:
@@ -83,8 +97,9 @@ class ServerProcess:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        if self._log is not None:
-            self._log.close()
+        self._log.close()
+        if self._temporary_log:
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> ServerProcess:
         return self

@@ -5,9 +5,12 @@ its pages need the key, and every answer carries the security headers."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,11 +19,12 @@ import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from live_server import LiveServer  # noqa: E402
+from live_server import LiveServer, free_port, wait_ready  # noqa: E402
 
 from app.core.settings import Settings  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+REPO = Path(__file__).resolve().parents[1]
 KEY = {"Authorization": "Bearer s3cret"}
 HEADER_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 16
@@ -239,3 +243,52 @@ def test_security_headers_on_every_answer(server: LiveServer) -> None:
     assert "blob:" in demo["media-src"]
     page = answers["/"].text
     assert '<script src="/static/demo.js">' in page and "<script>" not in page  # no inline script to allow
+
+
+# the log: a stranger's requests can neither stall the server through it nor flood it ---------------------------
+
+def test_a_log_reader_that_falls_behind_cannot_stall_the_server(random_checkpoint: Path) -> None:
+    """`lgm-pose serve` with its stderr a 4 KiB pipe that nobody reads after start-up, then 400 malformed requests
+    (before the fix each one made uvicorn write a warning from the event loop; once the pipe was full the write
+    blocked and the server answered nothing more, for good: what stalled `bench hostile`, whose server's stderr
+    was such a pipe). Now every one is answered, /healthz too, and the lines are throttled."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    os.set_blocking(read_end, False)
+    port = free_port()
+    env = {**os.environ, "YOLO_OFFLINE": "1", "LGM_POSE_POSE_WEIGHTS": str(random_checkpoint),
+           "LGM_POSE_BACKEND": "torch", "LGM_POSE_TORCH_THREADS": "1", "LGM_POSE_DETECTOR_IMGSZ": "320"}
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--log-level", "info"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=write_end)
+    os.close(write_end)
+    logged = bytearray()
+
+    def drain() -> bool:  # start-up's own lines are read, so that only the attack can fill the pipe
+        try:
+            while chunk := os.read(read_end, 65536):
+                logged.extend(chunk)
+        except BlockingIOError:
+            pass
+        return proc.poll() is None
+
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", alive=drain)
+        time.sleep(0.5)
+        drain()
+        logged.clear()
+        for i in range(400):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 400 "), f"request {i} unanswered"
+        r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert r.status_code == 200
+        time.sleep(0.5)
+        drain()
+        assert logged.count(b"Invalid HTTP request received.") <= 20, logged[-500:]  # throttled, not 400 lines
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        os.close(read_end)

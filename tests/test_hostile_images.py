@@ -75,6 +75,62 @@ def test_compressed_format_bombs_refused_on_the_header(server: LiveServer, kind:
         assert "pixel bomb" in _error(r, 413, "too_many_pixels")["message"]
 
 
+
+def test_repeat_bombers_cool_down_and_others_are_served(random_checkpoint: Path, bus_path: Path) -> None:
+    """A client address whose uploads are refused (413) `offender_refusals` times cools down: its requests, even a
+    genuine photo, are held about a second and answered 429 with Retry-After, their bodies unread, so eight
+    threads that bomb without pause make a few requests a second instead of hundreds (before the fix each bomb
+    cost a full request, and the normal client beside them lost half its throughput). Another address is served
+    meanwhile, and the offender is again after the cool-down."""
+    from app.core.offenders import CoolDown
+
+    cool_down_s = 4.0
+    live = LiveServer(_settings(random_checkpoint, offender_refusals=3, offender_cool_down_s=cool_down_s))
+    bomb, photo = webp_bomb(), bus_path.read_bytes()
+    attacker = httpx.Client(timeout=60, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    try:
+        for _ in range(3):
+            r = attacker.post(live.url + "/pose", content=bomb, headers={"Content-Type": "image/webp"})
+            _error(r, 413, "too_many_pixels")
+        start = time.monotonic()
+        r = attacker.post(live.url + "/pose", content=photo, headers={"Content-Type": "image/jpeg"})
+        held = time.monotonic() - start
+        _error(r, 429, "cooling_down")
+        assert 0.8 <= held < 3.0 and 1 <= int(r.headers["retry-after"]) <= cool_down_s, (held, r.headers)
+        assert r.headers["connection"] == "close"
+        assert attacker.get(live.url + "/healthz").status_code == 200  # health checks are never held
+        normal = httpx.post(live.url + "/pose", content=photo, headers={"Content-Type": "image/jpeg"}, timeout=60)
+        assert normal.status_code == 200 and normal.json()["persons"] is not None  # 127.0.0.1 is not cooled down
+
+        counts: list[int] = []
+
+        def bomber() -> None:  # back to back, Retry-After ignored
+            with httpx.Client(timeout=60, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
+                n, end = 0, time.monotonic() + 2.0
+                while time.monotonic() < end:
+                    client.post(live.url + "/pose", content=bomb, headers={"Content-Type": "image/webp"})
+                    n += 1
+                counts.append(n)
+
+        threads = [threading.Thread(target=bomber) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sum(counts) <= 8 * 4, counts  # held: about one a second per thread (unheld: hundreds)
+
+        time.sleep(cool_down_s + 0.5)
+        r = attacker.post(live.url + "/pose", content=photo, headers={"Content-Type": "image/jpeg"})
+        assert r.status_code == 200, r.text
+    finally:
+        attacker.close()
+        live.stop()
+    gate = CoolDown(None, refusals=1, cool_down_s=60.0, max_clients=100)  # type: ignore[arg-type]
+    for i in range(1000):
+        gate.offend(f"10.0.{i // 256}.{i % 256}")
+    assert len(gate.clients) == 100 and gate.cooling("10.0.3.231") > 0 and not gate.cooling("10.0.0.0")
+
+
 def test_genuine_images_of_every_format_pass_the_bounds(bus_path: Path) -> None:
     """bus.jpg re-encoded in every format, at its size and upscaled to 3.5 MP, and a small flat image (under the
     free allowance) all pass; an uncompressed BMP whose header claims more rows than its bytes hold does not."""

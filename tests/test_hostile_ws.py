@@ -319,3 +319,35 @@ def test_stream_errors_carry_no_library_text(plain: Server, bus_path: Path, monk
     message = answer["error"]["message"]
     assert "error id" in message
     assert not any(word in message for word in ("cv2", "OpenCV", "resize", "Assertion", "error:")), message
+
+
+def test_repeat_oversized_messages_cool_the_client_down(random_checkpoint: Path) -> None:
+    """A client whose streams are closed for oversized messages (1009) `offender_refusals` times cools down: its
+    next handshakes are held about a second and refused (429), so a flood that reconnects at once opens about one
+    stream a second instead of dozens; another address still gets its stream, and the offender gets one again
+    after the cool-down (before the fix every reconnect was accepted at once)."""
+    cool_down_s = 4.0
+    srv = Server(_settings(random_checkpoint, offender_refusals=2, offender_cool_down_s=cool_down_s))
+    stranger = {"source_address": ("127.0.0.2", 0), "max_size": None, "open_timeout": 10}
+    try:
+        for _ in range(2):
+            with connect(srv.ws_url, **stranger) as ws:
+                _hello(ws)
+                ws.send("x" * 2_000_000)  # over ws_max_frame_bytes: closed 1009
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        ws.recv(timeout=30)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        start = time.monotonic()
+        with pytest.raises(InvalidStatus) as refused:
+            connect(srv.ws_url, **stranger)
+        held = time.monotonic() - start
+        assert refused.value.response.status_code == 429 and 0.8 <= held < 3.0, (refused.value.response, held)
+        assert 1 <= int(refused.value.response.headers["retry-after"]) <= cool_down_s
+        with connect(srv.ws_url, open_timeout=10) as ws:  # 127.0.0.1: not cooled down
+            _hello(ws)
+        time.sleep(cool_down_s + 0.5)
+        with connect(srv.ws_url, **stranger) as ws:
+            _hello(ws)
+    finally:
+        srv.stop()

@@ -35,9 +35,11 @@ class PoseWorker:
         from ray import serve
 
         self.replica = serve.get_replica_context().replica_id.unique_id
-        # every stream reaches a replica from the gateway's address: the gateway holds the per-client cap
+        # every stream reaches a replica from the gateway's address: the gateway holds the per-client cap, and no
+        # address may cool down here (it would be everyone's)
         self.settings = Settings(**overrides)
         self.settings.ws_max_streams_per_client = self.settings.ws_max_streams
+        self.settings.offender_cool_down_s = 0.0
         host = ray.util.get_node_ip_address()
         config = uvicorn_config(create_app(self.settings), self.settings, host=host, port=0, log_level="warning")
         self.server = uvicorn.Server(config)

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.core.errors import ServiceError, TooManyBytes, error_body
+from app.core.logs import guard_server_logs
 
 if TYPE_CHECKING:
     import uvicorn
@@ -205,8 +206,13 @@ def guarded_h11(header_timeout_s: float, max_connections: int) -> type[GuardedH1
 
 def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """The one uvicorn configuration, of `lgm-pose serve` and the test servers alike (`overrides`: host, port,
-    log level): the edge's limits from `settings` (README: Access and limits)."""
+    log level): the edge's limits from `settings` (README: Access and limits), repeat offenders cooled down
+    outermost (app/core/offenders.py)."""
     import uvicorn
+
+    from app.core.offenders import CoolDown
+
+    cool_down = CoolDown(app, settings.offender_refusals, settings.offender_cool_down_s)
 
     options: dict[str, Any] = {
         "host": settings.host, "port": settings.port, "log_level": settings.log_level.lower(),
@@ -219,4 +225,9 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         "ws_per_message_deflate": False,  # frames are JPEG (incompressible); no inflate-bomb vector
         "ws_max_size": settings.ws_max_frame_bytes + 4096,  # a WebSocket message past this is refused (1009) unread
     }
-    return uvicorn.Config(app, **{**options, **overrides})
+    config = uvicorn.Config(cool_down if settings.offender_cool_down_s else app,
+                            **{**options, **overrides})  # (re)configures uvicorn's loggers
+    if settings.offender_cool_down_s:
+        config.cool_down = cool_down  # type: ignore[attr-defined]  # the WebSocket protocol counts 1009 closes
+    guard_server_logs()  # after that: no log write can block the event loop, per-connection lines throttled
+    return config

@@ -9,6 +9,10 @@ over about `ws_max_frame_bytes` are refused (1009) by the frame parser (uvicorn'
 from their header, before their payload is read; text over `ws_max_text_bytes` is refused unparsed by the
 stream (app/stream/session.py).
 
+A stream closed for an oversized message (1009) counts as a refusal of its client address in the repeat-offender
+cool-down (app/core/offenders.py, which then holds and refuses that address's handshakes for a while): a client
+that floods 16 MiB messages and reconnects at once otherwise makes the server accept dozens of streams a second.
+
 `app.core.http.uvicorn_config` (the one uvicorn configuration) serves WebSockets with it.
 """
 
@@ -17,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from app.core.errors import WsClose
 
 PONG = 0x8A  # first byte of a server's (unmasked, final) pong frame
 
@@ -28,6 +34,17 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.held_pong: bytes | None = None
         self.paused_for_pongs = False
+        self.offended = False
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        sent = self.conn.close_sent
+        if sent is not None and sent.code == WsClose.TOO_BIG and not self.offended:
+            self.offended = True
+            cool_down = getattr(self.config, "cool_down", None)  # set by app.core.http.uvicorn_config
+            client = (getattr(self, "scope", None) or {}).get("client") or self.client
+            if cool_down is not None and client:
+                cool_down.offend(client[0])
 
     def handle_ping(self) -> None:
         """Send the pong now if the client reads; else hold only the newest one and stop reading meanwhile."""
