@@ -54,9 +54,11 @@ def _load(s: Settings):
 
         torch.set_num_threads(s.torch_threads)
     runner, info = build_runner(s.pose_weights, s.pose_config, s.backend, s.device, s.fp16, s.torch_threads,
-                                s.onnx_cache_dir)
+                                s.onnx_cache_dir, s.precision)
+    log.info("pose network: %s/%s, %s", info.backend, info.precision, info.chosen_because)
     detector = build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, s.detector_backend,
-                              s.onnx_cache_dir)
+                              s.onnx_cache_dir, precision=s.detector_precision)
+    log.info("detector: %s/%s, %s", detector.runtime, detector.precision, detector.choice)
     detector.warm_up()
     return detector, runner, info
 
@@ -74,7 +76,12 @@ async def _start(state: ServiceState) -> None:
             s.pose_source = "detector"
         state.info, state.meta = info, runner.meta
         state.metrics.set_model_info(config=info.config, input_size=f"{info.input_hw[1]}x{info.input_hw[0]}",
-                                     device=info.device, backend=info.backend, weights=info.weights)
+                                     device=info.device, backend=info.backend, weights=info.weights,
+                                     precision=info.precision, chosen_because=info.chosen_because or "",
+                                     detector_backend=detector.runtime, detector_precision=detector.precision,
+                                     detector_chosen_because=detector.choice or "")
+        state.detector_runtime = {"backend": detector.runtime, "precision": detector.precision,
+                                  "chosen_because": detector.choice}
         gate = ComputeGate(s.compute_slots)
         state.batcher = DynamicBatcher(runner, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
                                        queue_limit=s.queue_limit, metrics=state.metrics, gate=gate)
@@ -83,9 +90,9 @@ async def _start(state: ServiceState) -> None:
         state.pipeline = PosePipeline(s, TopDown(runner.meta, s.flip_test), detector, state.batcher, state.metrics,
                                       gate, runner.fusion)
         state.ready = True
-        log.info("ready: pose %s (%s, %s joints) on %s/%s, weights %s; detector %s", info.config,
+        log.info("ready: pose %s (%s, %s joints) on %s/%s/%s, weights %s; detector %s on %s/%s", info.config,
                  "trained/loaded" if info.weights_loaded else "RANDOM INIT", info.dataset, info.backend,
-                 info.device, info.weights, detector.weights)
+                 info.precision, info.device, info.weights, detector.weights, detector.runtime, detector.precision)
     except Exception as exc:  # stay up and say why on /readyz
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("model loading failed")

@@ -22,6 +22,7 @@ class ServiceState:
     pipeline: PosePipeline | None = None
     batcher: DynamicBatcher | None = None
     info: ModelInfo | None = None
+    detector_runtime: dict[str, str | None] | None = None  # the detector's backend, precision, chosen_because
     meta: PoseMeta | None = None  # dataset metadata and codec of the served model
     ready: bool = False
     load_error: str | None = None

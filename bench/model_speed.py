@@ -1,4 +1,6 @@
-"""CPU latency of LGM-Pose vs SimpleBaseline-MobileNetV2, PyTorch eager and ONNX Runtime, in one run."""
+"""CPU latency of LGM-Pose vs SimpleBaseline-MobileNetV2, PyTorch eager and ONNX Runtime, in one run; then the
+served networks (the shipped LGM-Pose export and YOLO11n-pose) in every CPU runtime and precision side by side, with
+the CPU's flags (`bench.runtime_compare`)."""
 
 from __future__ import annotations
 
@@ -89,9 +91,32 @@ def print_table(rows: list[dict]) -> None:
                 print(f"batch {batch} {backend}: LGM-Pose is {ratio:.2f}x the speed of SimpleBaseline-MobileNetV2")
 
 
+def served_exports(pose_onnx: str | None, detector_onnx: str | None) -> tuple[Path, Path]:
+    """The ONNX files the service runs: given, else the exports of the default weights (made once, cached)."""
+    from app.core.settings import Settings
+    from model.inference.loader import DEFAULT_EXPORT_DIR
+    from model.inference.onnx_detector import export_yolo_onnx
+    from model.inference.torch_loader import load_network, onnx_export_cached
+
+    settings = Settings()
+    if pose_onnx is None:
+        model, loaded, _ = load_network(settings.pose_weights, None)
+        pose_onnx = onnx_export_cached(model, settings.pose_weights if loaded else None, None)
+    if detector_onnx is None:
+        detector_onnx = export_yolo_onnx(settings.resolved_detector_weights(), DEFAULT_EXPORT_DIR)
+    return Path(pose_onnx), Path(detector_onnx)
+
+
 def main(args) -> int:
+    from bench import runtime_compare
+    from bench.service_load import bus_jpg
+
     rows = run(args.config, tuple(args.batches), args.repeats, args.threads)
     print_table(rows)
+    pose_onnx, detector_onnx = served_exports(args.pose_onnx, args.detector_onnx)
+    runtime_rows, notes = runtime_compare.run(pose_onnx, detector_onnx, bus_jpg(), args.repeats)
+    runtime_compare.print_table(runtime_rows, notes)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+        Path(args.out).write_text(json.dumps({"networks": rows, "runtimes": runtime_rows, "not_timed": notes},
+                                             indent=2))
     return 0

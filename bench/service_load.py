@@ -8,6 +8,9 @@ detector's runtime (ONNX Runtime, same input size and threads: boxes and its own
 eager PyTorch default; and behind HTTP, as the smallest service (bench.yolo_service): the fair baseline of
 the `detector` source, which pays the same round trip. `--runs N` repeats everything N times in alternation
 (paired) and reports medians; without `--url` a fresh `lgm-pose serve` (the environment's settings) is started.
+`--runtimes onnxruntime/f32 openvino/bf16 ...` starts one server per BACKEND/PRECISION (both networks; `auto/auto`:
+the start-up choice) and measures them side by side in the same alternation; the `pose_runtime` and
+`detector_runtime` columns say what each server runs (its /readyz).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def _pct(values: list[float], q: float) -> float:
 def _row(name: str, concurrency: int, latencies: list[float], wall: float, errors: int,
          detect_ms: list[float], pose_per_person_ms: list[float]) -> dict[str, Any]:
     ms = [v * 1000.0 for v in latencies]
-    return {"system": name, "concurrency": concurrency, "requests": len(latencies) + errors, "errors": errors,
+    return {"system": name, "pose_runtime": "-", "detector_runtime": "-", "concurrency": concurrency,
+            "requests": len(latencies) + errors, "errors": errors,
             "rps": len(latencies) / wall if wall > 0 else 0.0, "p50_ms": _pct(ms, 50), "p95_ms": _pct(ms, 95),
             "p99_ms": _pct(ms, 99), "detect_ms": _pct(detect_ms, 50),
             "pose_per_person_ms": _pct(pose_per_person_ms, 50)}
@@ -122,8 +126,23 @@ def yolo_pose_onnx_alone(weights: Path, image_path: Path, requests: int, imgsz: 
                        requests)
 
 
+def runtimes_of(ready: dict[str, Any]) -> tuple[str, str]:
+    """'backend/precision' of the pose network and of the detector, from a server's /readyz."""
+    model, det = ready.get("model") or {}, ready.get("detector_runtime") or {}
+    return (f"{model.get('backend', '?')}/{model.get('precision', '?')}",
+            f"{det.get('backend', '?')}/{det.get('precision', '?')}")
+
+
+def runtime_env(spec: str) -> dict[str, str]:
+    """The environment of a server whose both networks run BACKEND/PRECISION (`--runtimes`)."""
+    backend, precision = spec.split("/")
+    return {"LGM_POSE_BACKEND": backend, "LGM_POSE_PRECISION": precision, "LGM_POSE_DETECTOR_BACKEND": backend,
+            "LGM_POSE_DETECTOR_PRECISION": precision}
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    cols = ("system", "concurrency", "requests", "errors", "rps", "p50_ms", "p95_ms", "p99_ms", "detect_ms",
+    cols = ("system", "pose_runtime", "detector_runtime", "concurrency", "requests", "errors", "rps", "p50_ms",
+            "p95_ms", "p99_ms", "detect_ms",
             "pose_per_person_ms")
     width = max(len(r["system"]) for r in rows)
     print(f"{cols[0]:<{width}} " + " ".join(f"{c:>18}" for c in cols[1:]))
@@ -132,12 +151,19 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['system']:<{width}} " + " ".join(cells))
 
 
-def one_run(url: str, yolo_url: str, data: bytes, image: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def one_run(servers: dict[str, dict[str, Any]], yolo_url: str, data: bytes, image: Path,
+            args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every server (url -> its /readyz) at every source and concurrency, then the YOLO-alone rows."""
     from app.core.settings import Settings
 
     settings = Settings()
-    rows = [asyncio.run(load_level(url, data, c, args.requests, source))
-            for source in args.sources for c in args.concurrency]
+    rows = []
+    for url, ready in servers.items():
+        pose_rt, det_rt = runtimes_of(ready)
+        for source in args.sources:
+            for c in args.concurrency:
+                row = asyncio.run(load_level(url, data, c, args.requests, source))
+                rows.append({**row, "pose_runtime": pose_rt, "detector_runtime": det_rt})
     rows += [asyncio.run(load_level(yolo_url, data, c, args.requests, "-", "yolo11n-pose alone behind HTTP (FastAPI)"))
              for c in args.concurrency]
     rows.append(yolo_pose_onnx_alone(settings.resolved_detector_weights(), image, args.requests,
@@ -160,39 +186,66 @@ def medians(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return out
 
 
+def print_paired_ratios(runs: list[list[dict[str, Any]]]) -> None:
+    """requests/s of each server against the first one (`--runtimes`' first), per source and concurrency: the
+    median of the per-run ratios (paired: both measured in the same run)."""
+    served = [r for r in runs[0] if r["pose_runtime"] != "-"]
+    first = served[0]["pose_runtime"], served[0]["detector_runtime"]
+    for i, row in enumerate(served):
+        if (row["pose_runtime"], row["detector_runtime"]) == first:
+            continue
+        base = next(j for j, r in enumerate(runs[0]) if (r["pose_runtime"], r["detector_runtime"]) == first
+                    and r["system"] == row["system"] and r["concurrency"] == row["concurrency"])
+        ratios = [run[i]["rps"] / run[base]["rps"] for run in runs if run[base]["rps"] > 0]
+        print(f"{row['system']} c{row['concurrency']}: pose {row['pose_runtime']}, detector {row['detector_runtime']}"
+              f" = {np.median(ratios):.2f}x the requests/s of pose {first[0]}, detector {first[1]} (paired median, "
+              f"{min(ratios):.2f}-{max(ratios):.2f})")
+
+
 def main(args: argparse.Namespace) -> int:
     import httpx
 
     from bench.server_process import ServerProcess, free_port, wait_ready
+    from model.inference.cpu_features import cpu_name, shown_flags
 
     image = bus_jpg()
     data = image.read_bytes()
-    server = ServerProcess() if not args.url else None
-    url = server.url if server else args.url.rstrip("/")
+    models = {k: v for k, v in (("LGM_POSE_POSE_WEIGHTS", args.pose_onnx),
+                                ("LGM_POSE_DETECTOR_WEIGHTS", args.detector_onnx)) if v}
+    specs = args.runtimes or ([] if args.url else [None])
+    started = [ServerProcess(env={**models, **(runtime_env(spec) if spec else {})}) for spec in specs]
+    urls = [p.url for p in started] or [args.url.rstrip("/")]
     port = free_port()
     yolo = subprocess.Popen([sys.executable, "-m", "bench.yolo_service", str(port)],
                             env={**os.environ, "YOLO_OFFLINE": "1"})
     yolo_url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(yolo_url, alive=lambda: yolo.poll() is None)
-        ready = httpx.get(url + "/readyz", timeout=10)
-        if ready.status_code != 200:
-            print(f"server at {url} not ready: {ready.status_code} {ready.text}")
-            return 1
-        print("server:", json.dumps(ready.json().get("model", {})))
+        servers = {}
+        for url in urls:
+            ready = httpx.get(url + "/readyz", timeout=10)
+            if ready.status_code != 200:
+                print(f"server at {url} not ready: {ready.status_code} {ready.text}")
+                return 1
+            servers[url] = ready.json()
+            print("server:", json.dumps({**ready.json().get("model", {}),
+                                         "detector_runtime": ready.json().get("detector_runtime")}))
+        print(f"CPU: {cpu_name()}; flags: {shown_flags()}")
         runs = []
         for i in range(args.runs):
-            runs.append(one_run(url, yolo_url, data, image, args))
-            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{r['system'][:24]} c{r['concurrency']} {r['rps']:.2f}/s"
-                                                           for r in runs[-1]), flush=True)
+            runs.append(one_run(servers, yolo_url, data, image, args))
+            print(f"run {i + 1}/{args.runs}: " + ", ".join(f"{r['system'][:24]} {r['pose_runtime']} c{r['concurrency']}"
+                                                           f" {r['rps']:.2f}/s" for r in runs[-1]), flush=True)
     finally:
         yolo.terminate()
-        if server:
+        for server in started:
             server.stop()
     rows = medians(runs)
     print_table(rows)
     print(f"medians of {args.runs} alternating runs; detect_ms and pose_per_person_ms: medians of the server's "
           "timing_ms (forward time / batch size).")
+    if len(servers) > 1:
+        print_paired_ratios(runs)
     if args.out:
-        Path(args.out).write_text(json.dumps({"server": ready.json(), "rows": rows, "runs": runs}, indent=1))
+        Path(args.out).write_text(json.dumps({"servers": servers, "rows": rows, "runs": runs}, indent=1))
     return 0

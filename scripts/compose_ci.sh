@@ -43,7 +43,6 @@ if ! podman image exists "$BASE"; then
 fi
 echo "base image ready ($(($(date +%s) - start)) s)"
 
-make models >/dev/null
 secret=()  # HTTPS to PyPI through this host's CA bundle, mounted for the build only
 [ -f /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=pip_cert,src=/etc/ssl/certs/ca-certificates.crt)
 podman build -q --format docker -f docker/Dockerfile.cpu --build-arg BASE_IMAGE="$BASE" "${secret[@]}" \

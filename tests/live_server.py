@@ -26,7 +26,11 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        self.ready = wait_ready(self.url, alive=self.thread.is_alive)
+        try:
+            self.ready = wait_ready(self.url, alive=self.thread.is_alive)
+        except BaseException:  # failed to load (said on /readyz, in the error): not left running
+            self.stop()
+            raise
 
     def stop(self) -> None:
         self.server.should_exit = True

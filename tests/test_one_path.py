@@ -90,9 +90,9 @@ def test_service_sources_equal_eval_sources(server: LiveServer, weights: Path, d
                                    annotations=[a for a in coco["annotations"] if a["image_id"] in ids])))
     runner = TorchRunner(load_model(weights))
     topdown = TopDown(runner.meta, flip=True)  # as the server (flip_test on)
-    s = server.settings
-    detector = build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, s.detector_backend,
-                              s.onnx_cache_dir)
+    s, chosen = server.settings, server.ready["detector_runtime"]  # the runtime and precision auto chose
+    detector = build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, chosen["backend"],
+                              s.onnx_cache_dir, precision=chosen["precision"])
     pairs = collect_pairs(ann, image_dir, runner, topdown, detector, s.detector_conf, s.max_persons)
     files = {i["id"]: i["file_name"] for i in coco["images"]}
     for name, (xy, scores) in source_estimates(pairs, runner.fusion).items():

@@ -55,9 +55,9 @@ def detector(server: LiveServer):
     """The service's detector, built as the server built it (the same exported file)."""
     from model.inference.loader import build_detector
 
-    s = server.settings
-    return build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, s.detector_backend,
-                          s.onnx_cache_dir)
+    s, chosen = server.settings, server.ready["detector_runtime"]  # the runtime and precision auto chose
+    return build_detector(s.resolved_detector_weights(), s.device, s.detector_imgsz, s.fp16, chosen["backend"],
+                          s.onnx_cache_dir, precision=chosen["precision"])
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "compare": "model.cli.compare",
     "diagnose": "model.cli.diagnose",
     "fit-fusion": "model.cli.fit_fusion",
+    "check-precision": "model.cli.check_precision",
     "serve": "app.cli.serve",
     "bench": "bench.cli",
 }

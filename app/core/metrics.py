@@ -49,9 +49,12 @@ class Metrics:
             for stage in stages:
                 self.stage_duration.labels(stage=stage, source=source)
 
-    def set_model_info(self, *, config: str, input_size: str, device: str, backend: str, weights: str) -> None:
+    def set_model_info(self, *, config: str, input_size: str, device: str, backend: str, weights: str,
+                       **runtime: str) -> None:
+        """The served model; `runtime`: precision, chosen_because and the detector's backend, precision and
+        chosen_because (what auto chose and why)."""
         self.model_info.info({"config": config, "input_size": input_size, "device": device, "backend": backend,
-                              "weights": weights})
+                              "weights": weights, **runtime})
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for GET /metrics."""

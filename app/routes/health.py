@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from app.deps import ServiceDep, require_key_for_metrics
-from app.pipeline.schemas import ErrorResponse, ReadyResponse, ServedModel
+from app.pipeline.schemas import DetectorRuntime, ErrorResponse, ReadyResponse, ServedModel
 from model.inference.loader import public_path
 
 router = APIRouter(tags=["health"])
@@ -25,6 +25,8 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     if service.info is not None:
         body.model = ServedModel.model_validate(service.info.as_dict())
         body.detector = public_path(service.settings.resolved_detector_weights())
+    if service.detector_runtime is not None:
+        body.detector_runtime = DetectorRuntime.model_validate(service.detector_runtime)
     if service.pipeline is not None:
         body.pose_sources = list(service.pipeline.sources())
     return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if service.ready else 503)

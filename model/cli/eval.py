@@ -48,8 +48,14 @@ def _run_model(args: argparse.Namespace, ann: Path, images: Path) -> dict[str, A
                              "no --boxes)")
         from model.eval.compare import evaluate_source
 
-        return evaluate_source(args.weights, ann, images, args.source, args.flip, bootstrap=args.bootstrap)
-    runner = TorchRunner(load_model(args.weights, args.config), args.device)
+        return evaluate_source(args.weights, ann, images, args.source, args.flip, bootstrap=args.bootstrap,
+                               backend=args.backend, precision=args.precision)
+    if args.backend == "torch":
+        runner = TorchRunner(load_model(args.weights, args.config), args.device)
+    else:
+        from model.inference.loader import build_runner
+
+        runner, _ = build_runner(Path(args.weights), args.config, args.backend, precision=args.precision)
     bar, update = _progress_bar(f"eval {args.dataset}")
     try:
         if args.dataset == "mpii":
@@ -77,7 +83,8 @@ def run_eval(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result.update(config=args.config, weights=args.weights, device=args.device)
+    result.update(config=args.config, weights=args.weights, device=args.device, backend=args.backend,
+                  precision=args.precision)
     print(result.get("summary") or "no table (cancelled)")
     if result.get("dataset") == "mpii" and result.get("table"):
         print(f"limb mean (12 limb joints) {result['limb_mean']:.2f}")
@@ -117,6 +124,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=500, help="COCO: resamples for AP's 95%% interval (0: none)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "auto"), default="torch",
+                   help="the pose network's runtime (a checkpoint is exported to ONNX for the CPU runtimes)")
+    p.add_argument("--precision", choices=("f32", "bf16", "int8", "auto"), default="f32",
+                   help="CPU runtimes: a precision `lgm-pose check-precision` accepted for the model")
     p.add_argument("--max-images", type=int, help="evaluate the first N images (MPII: N persons) only")
     p.add_argument("--out", default="eval_result.json", help="JSON result file (keypoints go to OUT.keypoints.json)")
     p.set_defaults(func=run_eval)

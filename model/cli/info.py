@@ -47,7 +47,7 @@ def run_export(args: argparse.Namespace) -> int:
     else:
         model = build_model(get_config(args.config or "coco_256x192", args.fusion, args.block))
         print("warning: no --weights given, exporting random initial weights")
-    out = export_onnx(model, args.out, args.opset)
+    out = export_onnx(model, args.out, args.opset, source=args.weights)
     print(f"wrote {out} ({model.cfg.name}, dynamic batch, dataset metadata and codec inside)")
     if args.int8_out:
         from model.inference.quantize import calibration_crops, quantize_int8
@@ -64,8 +64,7 @@ def run_export(args: argparse.Namespace) -> int:
         made = export_yolo_onnx(Path(args.detector) if args.detector else default_yolo_weights(), target.parent)
         if made != target:
             made.replace(target)
-            made.with_suffix(".onnx.json").unlink(missing_ok=True)
-        print(f"wrote {target} (person detector, dynamic input shape)")
+        print(f"wrote {target} (person detector, dynamic input shape; YOLO11n-pose is AGPL-3.0)")
     return 0
 
 

@@ -20,11 +20,10 @@ from model.eval.coco import load_coco, score_results
 from model.eval.coco_engine import evaluate_coco
 from model.eval.fusion_fit import SourcePairs, collect_pairs, source_records
 from model.inference.fusion import Fusion
-from model.inference.loader import build_detector
-from model.inference.runners import TorchRunner
+from model.inference.loader import build_detector, build_runner
+from model.inference.runners import Runner
 from model.inference.topdown import TopDown
 from model.inference.yolo import default_yolo_weights
-from model.nn.checkpoint import load_model
 
 TABLE_KEYS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 SOURCE_ROWS = {"lgm": "(b) source lgm: YOLO11n-pose boxes + LGM-Pose", "detector": "(c) source detector: "
@@ -39,14 +38,27 @@ def source_estimates(pairs: SourcePairs, fusion: Fusion | None) -> dict[str, tup
     return out
 
 
+def networks(weights: str, yolo_weights: str | Path | None, imgsz: int, backend: str = "torch",
+             precision: str = "f32") -> tuple[Runner, object]:
+    """The pose runner and the detector as evaluated: LGM-Pose in `backend` (torch: eager PyTorch, the training
+    code's), the detector in the same CPU runtime (ONNX Runtime for torch); both at `precision` (CPU runtimes)."""
+    if not Path(weights).is_file():
+        raise FileNotFoundError(f"pose weights not found: {weights}")
+    runner, _ = build_runner(Path(weights), backend=backend, precision=precision)
+    det_backend = "onnxruntime" if backend == "torch" else backend
+    detector = build_detector(Path(yolo_weights) if yolo_weights else default_yolo_weights(), "cpu", imgsz,
+                              backend=det_backend, precision=precision)
+    return runner, detector
+
+
 def evaluate_source(weights: str, ann_file: Path, image_dir: Path, source: str, flip: bool = False,
-                    det_conf: float = 0.25, imgsz: int = 640, max_persons: int = 20, bootstrap: int = 500) -> dict:
+                    det_conf: float = 0.25, imgsz: int = 640, max_persons: int = 20, bootstrap: int = 500,
+                    backend: str = "torch", precision: str = "f32") -> dict:
     """One pose source of the service on a COCO-format set (the service's detector, scoring and NMS)."""
-    runner = TorchRunner(load_model(weights))
+    runner, detector = networks(weights, None, imgsz, backend, precision)
     if source == "fused" and runner.fusion is None:
         raise ValueError(f"{weights} carries no fused rule: fit one with `lgm-pose fit-fusion --into`")
     topdown = TopDown(runner.meta, flip=flip)
-    detector = build_detector(default_yolo_weights(), "cpu", imgsz)
     pairs = collect_pairs(ann_file, image_dir, runner, topdown, detector, det_conf, max_persons)
     xy, scores = source_estimates(pairs, runner.fusion)[source]
     records = source_records(pairs, xy, scores, topdown)
@@ -61,20 +73,18 @@ def evaluate_source(weights: str, ann_file: Path, image_dir: Path, source: str, 
 
 def compare(weights: str, data: str, split: str | None = None, yolo_weights: str | None = None,
             imgsz: int = 640, det_conf: float = 0.25, flip: bool = False, max_persons: int = 20,
-            bootstrap: int = 200) -> dict:
+            bootstrap: int = 200, backend: str = "torch", precision: str = "f32") -> dict:
     """Every row on one set; defaults are the service's on CPU (detector 640 px, confidence 0.25, no flip)."""
     data_dir, split = split_data_arg(data, split)
     files = resolve_split(data_dir, split, "val2017")
-    model = load_model(weights)
-    runner = TorchRunner(model)
+    runner, detector = networks(weights, yolo_weights, imgsz, backend, precision)
     topdown = TopDown(runner.meta, flip=flip)
-    detector = build_detector(Path(yolo_weights) if yolo_weights else default_yolo_weights(), "cpu", imgsz)
     pairs = collect_pairs(files.annotation, files.images, runner, topdown, detector, det_conf, max_persons)
     coco = load_coco(files.annotation)
     image_ids = sorted(coco.getImgIds())
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        a = evaluate_coco(model, files.annotation, files.images, "gt", flip=flip, results_path=Path(tmp) / "a.json",
+        a = evaluate_coco(runner, files.annotation, files.images, "gt", flip=flip, results_path=Path(tmp) / "a.json",
                           bootstrap=bootstrap)
     rows["(a) LGM-Pose, ground-truth boxes"] = {**a["table"], "AP_interval": a.get("AP_ci95")}
     for source, (xy, scores) in source_estimates(pairs, runner.fusion).items():
@@ -82,7 +92,8 @@ def compare(weights: str, data: str, split: str | None = None, yolo_weights: str
         stats = score_results(files.annotation, records)["stats"]
         interval = list(bootstrap_ap(coco, records, image_ids, bootstrap)) if bootstrap else None
         rows[SOURCE_ROWS[source]] = {**{k: float(stats[k]) for k in TABLE_KEYS}, "AP_interval": interval}
-    return {"data": str(files.annotation), "weights": str(weights), "flip": flip, "det_conf": det_conf,
+    return {"data": str(files.annotation), "weights": str(weights), "backend": runner.name,
+            "precision": getattr(runner, "precision", "f32"), "flip": flip, "det_conf": det_conf,
             "imgsz": imgsz, "fusion": runner.fusion.fitted_on if runner.fusion else None,
             "persons_detected": int(len(pairs.image_ids)), "rows": rows}
 

@@ -17,6 +17,9 @@ class Detector(Protocol):
     """What the pipeline needs of a person detector (PyTorch or ONNX Runtime)."""
 
     weights: Path
+    runtime: str  # torch, onnxruntime or openvino
+    precision: str
+    choice: str | None  # how runtime and precision were chosen
 
     def detect(self, image_bgr: np.ndarray, conf: float, max_persons: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -35,6 +38,8 @@ class PersonDetector:
         self.device = "cpu" if device == "cpu" else 0
         self.imgsz = imgsz
         self.half = bool(half and device == "cuda")
+        self.runtime, self.precision = "torch", "fp16" if self.half else "f32"
+        self.choice: str | None = "pinned by the settings"
 
     def detect_with_keypoints(self, image_bgr: np.ndarray, conf: float,
                               max_persons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,8 @@
-"""Person detection with YOLO11n-pose in ONNX Runtime: letterbox and NMS in NumPy/OpenCV, no PyTorch at run time.
+"""Person detection with YOLO11n-pose from its ONNX export: letterbox and NMS in NumPy/OpenCV, no PyTorch at run time.
 
 The export (Ultralytics, offline, dynamic input shape) is made once where the full install is and cached
-beside the weights (`export_yolo_onnx`); `OnnxPersonDetector` then needs only onnxruntime, NumPy and OpenCV.
+beside the weights (`export_yolo_onnx`); `OnnxPersonDetector` then needs only a CPU runtime (ONNX Runtime or
+OpenVINO, `engines.open_engine`: one letterbox, NMS and keypoint decoding for both), NumPy and OpenCV.
 Pre- and post-processing follow Ultralytics' predictor for the same boxes: a stride-32 letterbox with grey
 (114) padding, confidence filter, greedy NMS at IoU 0.7, boxes scaled back and clipped to the image.
 The pose head's keypoints come along (`detect_with_keypoints`).
@@ -9,7 +10,6 @@ The pose head's keypoints come along (`detect_with_keypoints`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -17,12 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.inference.onnx_session import cpu_session
+from model.inference.engines import Engine, open_engine
+from model.inference.provenance import is_export_of, record_source
 
 log = logging.getLogger("lgm_pose.detector")
 NMS_IOU = 0.7
 STRIDE = 32
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the source's SHA-256 in the metadata, no export date
 
 
 def letterbox(image: np.ndarray, imgsz: int) -> tuple[np.ndarray, float, tuple[int, int]]:
@@ -71,19 +72,22 @@ def decode_predictions(pred: np.ndarray, conf: float, max_det: int, gain: float,
 
 
 class OnnxPersonDetector:
-    """YOLO-pose person detector in ONNX Runtime (CPU). Synchronous; call from one thread at a time."""
+    """YOLO-pose person detector from its ONNX export, in ONNX Runtime or OpenVINO on the CPU. Synchronous; call
+    from one thread at a time. `runtime`, `precision` and `choice` (why, when chosen by `auto`) say what runs."""
 
-    def __init__(self, onnx_path: str | Path, imgsz: int = 640, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, imgsz: int = 640, threads: int | None = None,
+                 runtime: str = "onnxruntime", precision: str = "f32", engine: Engine | None = None) -> None:
         self.weights = Path(onnx_path)
         self.imgsz = imgsz
-        self.session = cpu_session(self.weights, threads)
-        self.input_name = self.session.get_inputs()[0].name
+        self.engine = engine or open_engine(self.weights, runtime, precision, threads)
+        self.runtime, self.precision = self.engine.runtime, self.engine.precision
+        self.choice: str | None = None
 
     def detect_with_keypoints(self, image_bgr: np.ndarray, conf: float,
                               max_persons: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """BGR image -> person boxes (N, 4), scores (N,) and YOLO's own keypoints (N, 17, 3), best first."""
         blob, gain, pad = letterbox(image_bgr, self.imgsz)
-        pred = self.session.run(None, {self.input_name: blob})[0][0]
+        pred = self.engine.run(blob)[0]
         h, w = image_bgr.shape[:2]
         return decode_predictions(pred, conf, max_persons, gain, pad, (w, h))
 
@@ -99,15 +103,13 @@ class OnnxPersonDetector:
 def export_yolo_onnx(weights: str | Path, cache_dir: str | Path) -> Path:
     """The ONNX export of a YOLO .pt (dynamic input shape), made with Ultralytics once and cached in `cache_dir`.
 
-    A JSON stamp (source size and mtime, export format) beside it says when it must be made again.
+    Its metadata (Ultralytics' own, licence AGPL-3.0 included, less the export date) records the source's
+    SHA-256 (`provenance`): that says when it must be made again, and the same weights give the same bytes.
     """
     weights = Path(weights)
     cache_dir = Path(cache_dir)
     out = cache_dir / (weights.stem + ".onnx")
-    stamp_path = out.with_suffix(".onnx.json")
-    st = weights.stat()
-    stamp = {"weights": str(weights), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "format": EXPORT_FORMAT}
-    if out.is_file() and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+    if is_export_of(out, weights, EXPORT_FORMAT):
         return out
     import shutil
     import tempfile
@@ -121,7 +123,7 @@ def export_yolo_onnx(weights: str | Path, cache_dir: str | Path) -> Path:
         shutil.copy2(weights, local)
         exported = Path(load_yolo(local).export(format="onnx", dynamic=True, simplify=False, opset=17,
                                                 verbose=False))
+        record_source(exported, weights, EXPORT_FORMAT, drop=("date",))
         shutil.move(str(exported), partial := out.with_name(f"{out.name}.{os.getpid()}.partial"))
         os.replace(partial, out)  # atomic: replicas starting together never read a half-written file
-    stamp_path.write_text(json.dumps(stamp, indent=1))
     return out

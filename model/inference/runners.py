@@ -1,4 +1,4 @@
-"""Pose runners: (B, 3, H, W) float32 crops -> (B, K, h, w) float32 heatmaps, with PyTorch or ONNX Runtime.
+"""Pose runners: (B, 3, H, W) float32 crops -> (B, K, h, w) float32 heatmaps, with PyTorch, ONNX Runtime or OpenVINO.
 
 Every runner knows what it serves (`meta`: dataset metadata and codec, whose `input_hw` is the network input).
 """
@@ -12,8 +12,8 @@ from typing import Protocol
 import numpy as np
 
 from model.data.meta import FUSION_KEY, META_KEY, PoseMeta
+from model.inference.engines import Engine, open_engine
 from model.inference.fusion import Fusion
-from model.inference.onnx_session import cpu_session
 
 
 class Runner(Protocol):
@@ -53,22 +53,23 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """ONNX Runtime on CPU over an export of `lgm-pose export` (input `input`, output `heatmaps`, metadata)."""
+    """An export of `lgm-pose export` (input `input`, output `heatmaps`, metadata) in a CPU runtime: ONNX Runtime
+    or OpenVINO (`engines.open_engine`), at a precision its offline check accepted (f32 always)."""
 
-    name = "onnxruntime"
-
-    def __init__(self, onnx_path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, threads: int | None = None, runtime: str = "onnxruntime",
+                 precision: str = "f32", engine: Engine | None = None) -> None:
         self.path = Path(onnx_path)
-        self.session = cpu_session(self.path, threads)
-        stored = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        self.engine = engine or open_engine(self.path, runtime, precision, threads)
+        self.name, self.precision = self.engine.runtime, self.engine.precision
+        stored = self.engine.metadata(META_KEY)
         if stored is None:
             raise ValueError(f"{self.path} carries no {META_KEY} metadata: export it again with `lgm-pose export`")
         self.meta = PoseMeta.from_json(stored)
-        fusion = self.session.get_modelmeta().custom_metadata_map.get(FUSION_KEY)
+        fusion = self.engine.metadata(FUSION_KEY)
         self.fusion = Fusion.from_dict(json.loads(fusion)) if fusion else None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(["heatmaps"], {"input": np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.engine.run(batch)
 
 
 def as_runner(model_or_runner, device: str = "cpu") -> Runner:
