@@ -9,13 +9,13 @@ reference and needs no verdict; any other precision without an accepted verdict 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from model.inference.cpu_features import PRECISIONS, missing_units
+from model.inference.provenance import file_sha256
 
 AP_TOLERANCE = 0.005  # a precision is accepted when its AP is within this of fp32's
 SIDECAR_FORMAT = 1
@@ -32,11 +32,7 @@ def sidecar_path(model: str | Path) -> Path:
 
 @lru_cache(maxsize=32)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def model_hash(model: str | Path) -> str:
