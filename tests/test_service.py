@@ -33,7 +33,7 @@ def checkpoint(random_checkpoint: Path) -> Path:
 
 def _settings(checkpoint: Path, **kw) -> Settings:
     base = dict(pose_weights=checkpoint, max_wait_ms=20, max_upload_bytes=2_000_000, max_pixels=2_000_000,
-                torch_threads=2)
+                torch_threads=2, detector_backend="onnxruntime")  # one detector runtime for every server here
     return Settings(**{**base, **kw})
 
 
