@@ -50,7 +50,7 @@ podman build -q --format docker -f docker/Dockerfile.cpu --build-arg BASE_IMAGE=
 podman build -q --format docker -f docker/Dockerfile.prometheus --build-arg BASE_IMAGE="$BASE" -t "$PROM" . >/dev/null
 echo "images built ($(($(date +%s) - start)) s)"
 
-(umask 022; head -c 24 /dev/urandom | base64 > "$WORK/api_key")
+(umask 022; head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=' > "$WORK/api_key")
 data=../shared/data; [ -d "$data" ] || { data="$WORK/data"; mkdir -p "$data"; }
 export LGM_POSE_API_KEY_FILE_HOST="$WORK/api_key" LGM_POSE_PROMETHEUS_IMAGE="$PROM" LGM_POSE_DATA_DIR="$data"
 podman-compose -p $PROJECT up -d lgm-pose prometheus > "$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
