@@ -47,7 +47,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, data_root: Path):
     work = tmp_path_factory.mktemp("cluster")
     env = {"LGM_POSE_CLUSTER_NUM_REPLICAS": "2", "LGM_POSE_TORCH_THREADS": "1", "LGM_POSE_API_KEY": KEY,
            "LGM_POSE_JOBS_DIR": str(work / "jobs"), "LGM_POSE_DATA_ROOT": str(data_root),
-           "LGM_POSE_CLUSTER_RETRIES": "3", "RAY_DEDUP_LOGS": "0"}
+           "LGM_POSE_CLUSTER_RETRIES": "3", "RAY_DEDUP_LOGS": "0",
+           # one runtime for the cluster and the direct server it is compared with (auto's timed trial may differ)
+           "LGM_POSE_BACKEND": "onnxruntime", "LGM_POSE_DETECTOR_BACKEND": "onnxruntime"}
     server = ServerProcess(env, cwd=REPO, cluster="local", log=work / "cluster.log", timeout=300)
     try:
         wait_replicas(server.url, 2, timeout=120)
@@ -112,7 +114,8 @@ def stream_one_frame(url: str, image: bytes) -> tuple[dict, dict]:
 
 def test_routes_answer_as_they_do_directly(cluster: ServerProcess, bus_path: Path, data_root: Path) -> None:
     image = bus_path.read_bytes()
-    direct = LiveServer(Settings(api_key=KEY, torch_threads=1, jobs_dir=None, data_root=data_root))
+    direct = LiveServer(Settings(api_key=KEY, torch_threads=1, jobs_dir=None, data_root=data_root,
+                                  backend="onnxruntime", detector_backend="onnxruntime"))
     try:
         for url in (direct.url, cluster.url):
             assert httpx.get(url + "/healthz", timeout=10).status_code == 200
