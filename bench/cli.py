@@ -1,4 +1,4 @@
-"""`lgm-pose bench model|service|hostile|runtime|stream|cluster`."""
+"""`lgm-pose bench model|service|hostile|runtime|stream|cluster|cooldown|rewrites`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 
 SUITES = {"model": "bench.model_speed", "service": "bench.service_load", "hostile": "bench.hostile",
           "runtime": "bench.runtime_env", "stream": "bench.stream_load", "cluster": "bench.cluster_overhead",
-          "cooldown": "bench.hostile_cooldown"}
+          "cooldown": "bench.hostile_cooldown", "rewrites": "bench.graph_rewrites"}
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                        "hostile (memory and fairness under hostile clients), runtime (the torch-free "
                                        "install beside the full one), stream (video over WS, capacity), "
                                        "cluster (Ray Serve against direct uvicorn), cooldown (compressed-format bombs "
-                                       "with the repeat-offender cool-down off and on, side by side)")
+                                       "with the repeat-offender cool-down off and on, side by side), rewrites "
+                                       "(exact rewrites of the pose graph in each CPU runtime)")
     p.add_argument("suite", choices=sorted(SUITES))
     p.add_argument("--config", default="coco_256x192")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -34,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="service and stream suites: the pose sources measured")
     p.add_argument("--rounds", type=int, nargs="+", default=[1, 2], choices=[1, 2], help="hostile suite: rounds")
     p.add_argument("--out", help="write the rows as JSON")
-    p.add_argument("--pose-onnx", help="model and service suites: the LGM-Pose export timed (and its precision "
-                   "verdicts beside it); default: the export of the default weights")
+    p.add_argument("--pose-onnx", help="model, rewrites and service suites: the LGM-Pose export timed (and its "
+                   "precision verdicts beside it); default: the export of the default weights")
     p.add_argument("--detector-onnx", help="model and service suites: the detector export; default: yolo11n-pose's")
     p.add_argument("--runtimes", nargs="+", help="service suite: one server per BACKEND/PRECISION (e.g. "
                    "onnxruntime/f32 openvino/f32 openvino/bf16 auto/auto), measured side by side")

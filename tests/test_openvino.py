@@ -83,6 +83,31 @@ def test_openvino_f32_serves_as_onnxruntime(exports, bus_path: Path) -> None:
     _same_poses(stream["persons"], ref_stream["persons"])
 
 
+def test_pose_graph_compiled_per_batch_size_answers_as_onnxruntime(exports, bus_path: Path) -> None:
+    """OpenVINO compiles the pose graph once per batch size with static shapes: every batch size answers as ONNX
+    Runtime does, at most STATIC_BATCHES sizes stay compiled; the detector (its image size varies) stays dynamic."""
+    import cv2
+
+    from model.inference.onnx_detector import letterbox
+
+    pose, detector = exports
+    image = cv2.imread(str(bus_path))
+    crops = np.stack([cv2.resize(image[y:y + 512, x:x + 384], (192, 256)) for x, y in
+                      ((0, 200), (200, 250), (400, 150), (600, 300))]).transpose(0, 3, 1, 2).astype(np.float32) / 255
+    ov_pose, ort_pose = open_engine(pose, "openvino"), open_engine(pose, "onnxruntime")
+    for batch in (1, 3, 4, 1):
+        np.testing.assert_allclose(ov_pose.run(crops[:batch]), ort_pose.run(crops[:batch]), atol=1e-4)
+    assert ov_pose.compiled_batches == (3, 4, 1)
+    limit = ov_pose.STATIC_BATCHES
+    for batch in range(1, limit + 2):
+        ov_pose.run(np.repeat(crops[:1], batch, axis=0))
+    assert ov_pose.compiled_batches == tuple(range(2, limit + 2))
+    ov_det, ort_det = open_engine(detector, "openvino"), open_engine(detector, "onnxruntime")
+    blob = letterbox(image, 640)[0]
+    np.testing.assert_allclose(ov_det.run(blob), ort_det.run(blob), atol=0.05)
+    assert ov_det.compiled_batches == (0,)
+
+
 def test_unchecked_or_failed_precision_is_refused(exports, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pose, _ = exports
     monkeypatch.setattr(cpu_features, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16", "avx512_vnni"}))
