@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,13 +25,11 @@ MB = 1 << 20
 
 
 def build_runtime_venv(dest: Path) -> Path:
-    """A venv at `dest` with this project and its runtime dependencies only (pinned by constraints.txt);
-    returns its python."""
-    subprocess.run([sys.executable, "-m", "venv", str(dest)], check=True)
-    python = dest / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c",
-                    str(REPO / "constraints.txt"), str(REPO)], check=True)
-    return python
+    """A venv at `dest` made as `make serve` makes one on a fresh box (`scripts/install.sh runtime`: this project
+    and its runtime dependencies only, pinned by constraints.txt); returns its python."""
+    env = {**os.environ, "LGM_VENV": str(dest), "PYTHON": sys.executable}
+    subprocess.run([str(REPO / "scripts" / "install.sh"), "runtime"], check=True, env=env, cwd=REPO)
+    return dest / "bin" / "python"
 
 
 def export_models(out: Path, weights: Path | None = None) -> tuple[Path, Path]:
