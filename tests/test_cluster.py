@@ -376,17 +376,20 @@ def test_prometheus_scrapes_every_replica(cluster: ServerProcess, bus_path: Path
                 break
             time.sleep(1)
         assert {s["metric"]["replica"] for s in up} == {e["replica"] for e in live}, up
-        served = 'sum(lgm_pose_request_duration_seconds_count{route="/pose"})'  # over every replica
+        def served() -> float:  # /pose requests over every replica (no series yet when none was served: 0)
+            found = prom.query('sum(lgm_pose_request_duration_seconds_count{route="/pose"})')
+            return float(found[0]["value"][1]) if found else 0.0
+
         time.sleep(3)
-        before = float(prom.query(served)[0]["value"][1])
+        before = served()
         send_traffic(cluster.url, image, 6)  # 6 answered + 3 refused: 9 requests on /pose
         assert websocket_stream(cluster.url, image)
         deadline, after = time.time() + 20, before
         while time.time() < deadline and after < before + 9:
             time.sleep(1)
-            after = float(prom.query(served)[0]["value"][1])
+            after = served()
         time.sleep(2)
-        after = float(prom.query(served)[0]["value"][1])
+        after = served()
         assert after - before == 9, (before, after)  # each request counted once, by the replica that served it
         for expr in dashboard_exprs():
             assert prom.query(to_promql(expr)), f"no data: {expr}"
