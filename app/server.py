@@ -40,6 +40,7 @@ from app.pipeline.pose_pipeline import PosePipeline
 from app.routes import eval as eval_routes
 from app.routes import health, pose, stream
 from app.state import ServiceState
+from model.inference.engines import OpenVinoEngine
 from model.inference.loader import build_detector, build_runner
 from model.inference.topdown import TopDown
 
@@ -85,6 +86,9 @@ async def _start(state: ServiceState) -> None:
         gate = ComputeGate(s.compute_slots)
         state.batcher = DynamicBatcher(runner, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
                                        queue_limit=s.queue_limit, metrics=state.metrics, gate=gate)
+        # a pass per batch size the batcher may form, before any request (OpenVINO compiles each size once)
+        for batch in range(2, min(s.max_batch, OpenVinoEngine.STATIC_BATCHES) + 1):
+            await asyncio.to_thread(runner, np.zeros((batch, 3, *info.input_hw), np.float32))
         await state.batcher.start()
         await state.batcher.submit(np.zeros((1, 3, *info.input_hw), dtype=np.float32))  # warm-up
         state.pipeline = PosePipeline(s, TopDown(runner.meta, s.flip_test), detector, state.batcher, state.metrics,
