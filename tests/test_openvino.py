@@ -110,6 +110,25 @@ def test_pose_graph_compiled_per_batch_size_answers_as_onnxruntime(exports, bus_
     assert ov_det.compiled_batches == (0,)
 
 
+def test_server_compiles_every_batch_size_before_it_is_ready(exports, bus_path: Path) -> None:
+    """With passes of up to 3 crops, the OpenVINO pose engine holds its batch 1, 2 and 3 compiles once /readyz says
+    ready: no request pays for compiling, and serving `bus.jpg` (4 persons, flip test) adds none."""
+    live = LiveServer(_settings(exports, backend="openvino", detector_backend="onnxruntime", max_batch=3,
+                                flip_test=True))
+    try:
+        app = live.server.config.app
+        while not hasattr(app, "state"):  # under the ASGI wrappers (the offenders' cool-down)
+            app = app.app
+        engine = app.state.service.batcher.forward.engine
+        assert engine.compiled_batches == (1, 2, 3)
+        r = httpx.post(live.url + "/pose", content=bus_path.read_bytes(), headers={"Content-Type": "image/jpeg"},
+                       timeout=60)
+        assert r.status_code == 200 and len(r.json()["persons"]) >= 4
+        assert engine.compiled_batches == (1, 2, 3)
+    finally:
+        live.stop()
+
+
 def test_unchecked_or_failed_precision_is_refused(exports, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pose, _ = exports
     real_flags = cpu_features.cpu_flags()  # the eval subprocess below sees this CPU as it is
