@@ -333,11 +333,11 @@ def test_repeat_oversized_messages_cool_the_client_down(random_checkpoint: Path)
         for _ in range(2):
             with connect(srv.ws_url, **stranger) as ws:
                 _hello(ws)
-                ws.send("x" * 2_000_000)  # over ws_max_frame_bytes: closed 1009
-                with pytest.raises(ConnectionClosed) as closed:
+                with pytest.raises(ConnectionClosed) as closed:  # over ws_max_frame_bytes: closed 1009 from its
+                    ws.send("x" * 1_100_000)  # header, which may reset the connection while we are still sending
                     while True:
                         ws.recv(timeout=30)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+                assert closed.value.rcvd is None or closed.value.rcvd.code == 1009  # the 429 below: counted as 1009
         start = time.monotonic()
         with pytest.raises(InvalidStatus) as refused:
             connect(srv.ws_url, **stranger)
